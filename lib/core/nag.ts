@@ -1,0 +1,56 @@
+import { CfnResource, Validations } from 'aws-cdk-lib';
+import { IConstruct } from 'constructs';
+
+/**
+ * One cdk-nag finding this library acknowledges on one of its own resources.
+ */
+export interface NagAcknowledgment {
+  /** The rule, e.g. `AwsSolutions-IAM5`. */
+  readonly rule: string;
+  /**
+   * The one finding of the rule this is about, e.g. `Action::s3:*` or
+   * `Resource::arn:aws:ec2:...`. Required for rules that report findings per action or resource.
+   */
+  readonly finding?: string;
+  /** Why the finding is acceptable, in words a reviewer would accept. */
+  readonly reason: string;
+}
+
+/**
+ * Acknowledges cdk-nag findings on exactly one CloudFormation resource.
+ *
+ * Recorded twice, so both generations of cdk-nag see the same acknowledgments:
+ * - cdk-nag 3 reads `Validations.of(resource).acknowledge()` metadata;
+ * - cdk-nag 2 reads `cdk_nag.rules_to_suppress` in the resource's template metadata.
+ *
+ * Takes the L1 resource (not a parent construct) so an acknowledgment can never
+ * spread to resources it was not written for.
+ */
+export function acknowledgeNagFindings(resource: CfnResource, ...acks: NagAcknowledgment[]): void {
+  for (const ack of acks) {
+    if (ack.reason.trim().length < 20) {
+      throw new Error(`cdk-nag acknowledgment of ${ack.rule} on ${resource.node.path} needs a real reason`);
+    }
+    const id = ack.finding ? `${ack.rule}[${ack.finding}]` : ack.rule;
+    Validations.of(resource).acknowledge({ id, reason: ack.reason });
+  }
+
+  const existing = (resource.getMetadata('cdk_nag')?.rules_to_suppress ?? []) as unknown[];
+  const v2 = acks.map((ack) => ({
+    id: ack.rule,
+    reason: ack.reason,
+    ...(ack.finding ? { applies_to: [ack.finding] } : {}),
+  }));
+  resource.addMetadata('cdk_nag', { rules_to_suppress: [...existing, ...v2] });
+}
+
+/**
+ * The default child of a construct, as the CloudFormation resource it must be.
+ */
+export function cfnResourceOf(construct: IConstruct): CfnResource {
+  const child = construct.node.defaultChild;
+  if (!child || !CfnResource.isCfnResource(child)) {
+    throw new Error(`${construct.node.path} has no CloudFormation resource as its default child`);
+  }
+  return child;
+}

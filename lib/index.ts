@@ -1,0 +1,2 @@
+export * from './core/errors';
+export * from './telemetry/telemetry-store';
