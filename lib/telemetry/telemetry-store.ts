@@ -104,6 +104,11 @@ export class TelemetryStore extends Construct {
   /** How long telemetry objects are kept. */
   public readonly retention: Duration;
 
+  /**
+   * @param scope the parent construct
+   * @param id the construct id (public API: changing it replaces the bucket)
+   * @param props the store's settings; every one has a secure default
+   */
   constructor(scope: Construct, id: string, props: TelemetryStoreProps = {}) {
     super(scope, id);
     validateProps(this, props);
