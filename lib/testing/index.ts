@@ -35,12 +35,14 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
     && (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null);
 }
 
+/* eslint-disable @typescript-eslint/no-explicit-any -- jest's config and refs are opaque here and passed through untouched */
 /** Structural subset of jest's `NewPlugin` (so this module needs no jest types). */
 export interface SnapshotSerializer {
   test(value: unknown): boolean;
-  serialize(value: unknown, config: unknown, indentation: string, depth: number, refs: unknown,
-    printer: (value: unknown, config: unknown, indentation: string, depth: number, refs: unknown) => string): string;
+  serialize(value: unknown, config: any, indentation: string, depth: number, refs: any,
+    printer: (value: unknown, config: any, indentation: string, depth: number, refs: any) => string): string;
 }
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 /**
  * Jest snapshot serializer that makes template snapshots independent of how the library
