@@ -23,9 +23,13 @@ export interface PropProblem {
 export class AgentFleetValidationError extends Error {
   public readonly problems: PropProblem[];
 
-  constructor(scope: IConstruct, problems: PropProblem[]) {
+  /**
+   * @param scope the construct whose props are bad, or a name for something that is not a construct
+   */
+  constructor(scope: IConstruct | string, problems: PropProblem[]) {
     const lines = problems.map((p) => `  - ${p.prop}: got ${p.value}; allowed: ${p.allowed}`);
-    super(`Invalid props for ${scope.constructor.name} '${scope.node.path}':\n${lines.join('\n')}`);
+    const subject = typeof scope === 'string' ? scope : `${scope.constructor.name} '${scope.node.path}'`;
+    super(`Invalid props for ${subject}:\n${lines.join('\n')}`);
     this.name = 'AgentFleetValidationError';
     this.problems = problems;
     Object.setPrototypeOf(this, AgentFleetValidationError.prototype);
@@ -55,7 +59,7 @@ export function describeValue(value: unknown): string {
 export class PropsValidator {
   private readonly problems: PropProblem[] = [];
 
-  constructor(private readonly scope: IConstruct) {}
+  constructor(private readonly scope: IConstruct | string) {}
 
   /** Records a problem unless `ok`. */
   public require(ok: boolean, prop: string, value: unknown, allowed: string): void {
@@ -81,6 +85,16 @@ export class PropsValidator {
   public integerInRange(prop: string, value: number | undefined, min: number, max: number): void {
     if (value === undefined || Token.isUnresolved(value)) return;
     this.require(Number.isInteger(value) && value >= min && value <= max, prop, value, `an integer from ${min} to ${max}`);
+  }
+
+  /**
+   * A tag key that instances can read from the metadata service: IMDS only serves keys of
+   * letters, digits and `+-=._:@,` (no spaces, no `/`), and `aws:` keys are reserved.
+   */
+  public imdsTagKey(prop: string, value: string | undefined): void {
+    if (value === undefined || Token.isUnresolved(value)) return;
+    this.require(/^[A-Za-z0-9+\-=._:@,]{1,128}$/.test(value) && !value.toLowerCase().startsWith('aws:'), prop, value,
+      "1 to 128 letters, digits and +-=._:@, (what the instance metadata service serves), not starting with 'aws:'");
   }
 
   /** Throws every recorded problem at once, if any. */

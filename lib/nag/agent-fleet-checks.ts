@@ -1,0 +1,100 @@
+import { CfnResource } from 'aws-cdk-lib';
+import { NagMessageLevel, NagPack, NagPackProps, NagRuleCompliance } from 'cdk-nag';
+import { IConstruct } from 'constructs';
+import { PropsValidator } from '../core/validation';
+import { hopLimit } from './rules/hop-limit';
+import { imdsv2Required } from './rules/imdsv2-required';
+import { instanceRoleSsmCore } from './rules/instance-role-ssm-core';
+import { managementTagValue } from './rules/management-tag-value';
+import { metadataTags } from './rules/metadata-tags';
+import { subnetReachesSsm } from './rules/subnet-reaches-ssm';
+
+/**
+ * Settings of the AgentFleetChecks pack.
+ */
+export interface AgentFleetChecksProps extends NagPackProps {
+  /**
+   * The metadata hop limit the instances of this app need: 1 for hosts that run no
+   * containers, 2 when agents or apps run in containers on the Docker bridge, 3 for
+   * overlay networks or Docker-in-Docker. Use one pack per fleet class.
+   *
+   * @default 1
+   */
+  readonly hopLimit?: number;
+
+  /**
+   * The management tag whose value must be `true` or `false`.
+   *
+   * @default 'SecurityAgentManaged'
+   */
+  readonly tagKey?: string;
+
+  /**
+   * Whether SSM Default Host Management Configuration is on in the target accounts, so
+   * that instances without an instance profile are still managed by SSM.
+   *
+   * @default false
+   */
+  readonly defaultHostManagement?: boolean;
+}
+
+/**
+ * A cdk-nag pack for your own apps: checks that the instances you define can run a host
+ * security agent managed by cdk-agent-fleet.
+ *
+ * Rules (`AgentFleet-<rule>`): IMDSv2Required, HopLimit, MetadataTags, InstanceRoleSsmCore,
+ * ManagementTagValue, SubnetReachesSsm.
+ *
+ * ```ts
+ * Validations.of(app).addPlugins(new AgentFleetChecks(app, { hopLimit: 2 }));
+ * ```
+ */
+export class AgentFleetChecks extends NagPack {
+  /** The pack's name, the prefix of its rule ids. */
+  public readonly name = 'AgentFleet';
+
+  private readonly expectedHopLimit: number;
+  private readonly tagKey: string;
+  private readonly defaultHostManagement: boolean;
+
+  /**
+   * @param scope where to write acknowledgments into template metadata, if asked to
+   * @param props the pack's settings
+   */
+  constructor(scope?: IConstruct, props: AgentFleetChecksProps = {}) {
+    super(scope, props);
+    this.packName = 'AgentFleet';
+    const v = new PropsValidator('AgentFleetChecks');
+    v.integerInRange('hopLimit', props.hopLimit, 1, 64);
+    v.imdsTagKey('tagKey', props.tagKey);
+    v.throwIfInvalid();
+    this.expectedHopLimit = props.hopLimit ?? 1;
+    this.tagKey = props.tagKey ?? 'SecurityAgentManaged';
+    this.defaultHostManagement = props.defaultHostManagement ?? false;
+  }
+
+  protected checkResource(node: CfnResource): void {
+    this.check(node, 'IMDSv2Required', imdsv2Required,
+      'The instance or launch template does not require IMDSv2 (HttpTokens required, endpoint enabled).',
+      'IMDSv1 is the classic SSRF path to instance credentials; agents read their identity document and exclusion tag through IMDSv2.');
+    this.check(node, 'HopLimit', hopLimit(this.expectedHopLimit),
+      `The instance or launch template does not set the metadata hop limit to ${this.expectedHopLimit}.`,
+      'A hop limit of 1 silently breaks agents and apps in containers (the Docker bridge adds a hop); a higher one than needed lets containers reach the instance role. Left unset, it depends on the AMI.');
+    this.check(node, 'MetadataTags', metadataTags,
+      'The instance or launch template does not enable instance tags in the metadata service.',
+      `The install document reads the ${this.tagKey} tag from IMDS to honour exclusions; without metadata tags every instance looks untagged.`);
+    this.check(node, 'InstanceRoleSsmCore', instanceRoleSsmCore(this.defaultHostManagement),
+      'The instance role cannot be managed by SSM (no AmazonSSMManagedInstanceCore, no ssm:UpdateInstanceInformation), or it is not in this stack.',
+      'The agent is installed and kept current through SSM; an instance SSM cannot manage never gets it.');
+    this.check(node, 'ManagementTagValue', managementTagValue(this.tagKey),
+      `The ${this.tagKey} tag has a value other than 'true' or 'false'.`,
+      'Tag values are compared exactly and in lower case: any other value is reported as misconfigured and does not do what its author meant.');
+    this.check(node, 'SubnetReachesSsm', subnetReachesSsm,
+      'The subnet has no route out and its VPC has no interface endpoints for ssm, ssmmessages and ec2messages.',
+      'Instances there can never reach SSM, so they are never managed and never get the agent.');
+  }
+
+  private check(node: CfnResource, rule: string, fn: (node: CfnResource) => NagRuleCompliance, info: string, explanation: string): void {
+    this.applyRule({ ruleSuffixOverride: rule, info, explanation, level: NagMessageLevel.ERROR, node, rule: fn });
+  }
+}
