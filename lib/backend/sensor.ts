@@ -14,6 +14,3 @@ export enum Sensor {
   /** Changes to monitored files and directories. */
   FILE_INTEGRITY = 'FILE_INTEGRITY',
 }
-
-/** Every sensor, in declaration order. */
-export const ALL_SENSORS: readonly Sensor[] = Object.freeze(Object.values(Sensor));

@@ -9,7 +9,7 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { HEARTBEAT_SCHEMA, MAX_HEARTBEAT_BYTES } from '../heartbeat-schema';
+import { HEARTBEAT_SCHEMA, MAX_HEARTBEAT_BYTES } from './shared/heartbeat-schema';
 import { Sensor } from '../sensor';
 import { clock } from './shared/clock';
 import { BackendConfig, loadConfig } from './shared/config';

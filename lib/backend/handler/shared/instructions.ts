@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ALL_SENSORS, Sensor } from '../../sensor';
+import { Sensor } from '../../sensor';
 import { TemplateConfig } from './config';
 
 /** One assessment run an agent is told to take part in. */
@@ -72,5 +72,5 @@ export function instructionsFor(
 /** Every sensor of the closed set, ENABLED when a current run uses it, else DISABLED. */
 export function sensorSwitches(instructions: Instruction[]): Record<Sensor, 'ENABLED' | 'DISABLED'> {
   const enabled = new Set(instructions.flatMap((i) => i.sensors));
-  return Object.fromEntries(ALL_SENSORS.map((s) => [s, enabled.has(s) ? 'ENABLED' : 'DISABLED'])) as Record<Sensor, 'ENABLED' | 'DISABLED'>;
+  return Object.fromEntries(Object.values(Sensor).map((s) => [s, enabled.has(s) ? 'ENABLED' : 'DISABLED'])) as Record<Sensor, 'ENABLED' | 'DISABLED'>;
 }

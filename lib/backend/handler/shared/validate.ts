@@ -1,4 +1,4 @@
-import { SchemaNode } from '../../heartbeat-schema';
+import { SchemaNode } from './heartbeat-schema';
 
 /**
  * Checks a parsed JSON value against the schema subset. Returns the first problem as a

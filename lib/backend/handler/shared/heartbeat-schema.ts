@@ -1,10 +1,14 @@
 /*
- * The closed schema of a heartbeat body, in the subset of JSON Schema (draft 4) that both
- * API Gateway's request validation and the heartbeat handler's own validator apply.
- * One definition, so the gateway and the handler can never disagree about what is valid.
- * Internal: not exported from the package root.
+ * The closed schema of a heartbeat body, written in a subset of JSON Schema (draft 4) so it
+ * can be published to agent developers as is; `validate.ts` applies it.
+ *
+ * API Gateway's own model validation only checks that the body is a JSON object: its
+ * validation messages cannot be returned as well-formed JSON, and the agent deserves the
+ * precise reason the handler gives.
  */
-import { ALL_SENSORS } from './sensor';
+import { Sensor } from '../../sensor';
+
+const ALL_SENSORS = Object.values(Sensor);
 
 /** One node of the schema subset: objects with closed properties and constrained strings. */
 export interface SchemaNode {
