@@ -1,4 +1,4 @@
-import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, EC2Client, Instance } from '@aws-sdk/client-ec2';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
@@ -16,11 +16,11 @@ const nowS = NOW / 1000;
 let metrics: any[];
 
 const id = (n: number) => `i-${String(n).padStart(17, '0')}`;
-function instance(n: number, options: { tag?: string; httpTokens?: 'optional' | 'required' } = {}) {
+function instance(n: number, options: { tag?: string; httpTokens?: 'optional' | 'required' } = {}): Instance {
   return {
     InstanceId: id(n),
     Tags: options.tag === undefined ? [{ Key: 'Name', Value: `web-${n}` }] : [{ Key: 'SecurityAgentManaged', Value: options.tag }],
-    MetadataOptions: { HttpTokens: options.httpTokens ?? 'required', HttpEndpoint: 'enabled' },
+    MetadataOptions: { HttpTokens: options.httpTokens ?? 'required', HttpEndpoint: 'enabled' as const },
   };
 }
 const agent = (n: number, secondsAgo: number) => ({ instanceId: id(n), lastHeartbeat: nowS - secondsAgo, heartbeatIntervalSeconds: 600, expiresAt: nowS - secondsAgo + 30 * 86400 });

@@ -31,7 +31,7 @@ const random = prng(SEED);
 const int = (n: number) => Math.floor(random() * n);
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
 
-const ODD_VALUES: unknown[] = [null, true, false, 0, -1, 1.5, 1e309 - 1e309 || 0, [], {}, [1, 2], { a: 1 }, '', ' ', '\u0000', 'x'.repeat(300), '😀', '<script>', "'; DROP TABLE", '${jndi:ldap://x}'];
+const ODD_VALUES: unknown[] = [null, true, false, 0, -1, 1.5, 1e300, [], {}, [1, 2], { a: 1 }, '', ' ', '\u0000', 'x'.repeat(300), '😀', '<script>', "'; DROP TABLE", '${jndi:ldap://x}'];
 const REQUIRED_PATHS = [['agentVersion'], ['imdsVersion'], ['identityDocument'], ['sensors'],
   ...['accountId', 'region', 'availabilityZone', 'instanceId', 'instanceType', 'imageId'].map((k) => ['identityDocument', k])];
 /** Fields whose value any appended character or wrong value breaks (pattern or enum with an end anchor). */
