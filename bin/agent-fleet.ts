@@ -3,9 +3,9 @@
  * The CDK app `npx cdk synth` runs: the agent fleet's stack, checked by the cdk-nag packs.
  * Synthesizes offline and without credentials (an environment-agnostic stack, no lookups).
  */
-import { App, AppProps, Stack, Validations } from 'aws-cdk-lib';
+import { App, AppProps, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks, PCIDSS321Checks } from 'cdk-nag';
-import { TelemetryStore } from '../lib';
+import { AgentBackend, AssessmentTemplate, Sensor, TelemetryStore } from '../lib';
 
 export function createApp(props: AppProps = {}): App {
   const app = new App(props);
@@ -14,7 +14,18 @@ export function createApp(props: AppProps = {}): App {
     env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
   });
 
-  new TelemetryStore(stack, 'Telemetry');
+  const telemetry = new TelemetryStore(stack, 'Telemetry');
+
+  // Heartbeats, instructions, the agent registry and the coverage report. Every managed
+  // instance runs the baseline assessment: package inventory and configuration, hourly.
+  new AgentBackend(stack, 'Backend', {
+    telemetry,
+    assessments: [new AssessmentTemplate({
+      name: 'baseline',
+      sensors: [Sensor.PACKAGE_INVENTORY, Sensor.SOFTWARE_CONFIGURATION],
+      duration: Duration.hours(1),
+    })],
+  });
 
   // Any unacknowledged finding fails the synth.
   Validations.of(app).addPlugins(

@@ -1,0 +1,879 @@
+import { Aws, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
+import { Construct } from 'constructs';
+import { AssessmentTemplate } from './assessment-template';
+import { Sensor } from './sensor';
+import { handlerCode } from '../core/handler-code';
+import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
+import { PropsValidator } from '../core/validation';
+import { TelemetryStore } from '../telemetry/telemetry-store';
+
+/**
+ * How agents reach the backend's API.
+ */
+export enum BackendEndpointType {
+  /** A regional endpoint, reachable over the internet (still IAM-authorized and limited by the resource policy). */
+  REGIONAL = 'REGIONAL',
+  /** A private endpoint, reachable only through the given interface VPC endpoints for `execute-api`. */
+  PRIVATE = 'PRIVATE',
+}
+
+/**
+ * Properties of an AgentBackend.
+ */
+export interface AgentBackendProps {
+  /**
+   * The store agents send telemetry to. Instructions name folders in it, and the coverage
+   * report is written to it under `reports/coverage/`.
+   */
+  readonly telemetry: TelemetryStore;
+
+  /**
+   * What agents run, and on which instances. Names must be unique.
+   *
+   * @default - none: heartbeats register agents, and every sensor is disabled
+   */
+  readonly assessments?: AssessmentTemplate[];
+
+  /**
+   * How often agents call. An agent is INACTIVE after two missed heartbeats (a heartbeat
+   * counts as missed when it is half an interval late).
+   *
+   * A whole number of minutes from 1 to 60.
+   *
+   * @default Duration.minutes(10)
+   */
+  readonly heartbeatInterval?: Duration;
+
+  /**
+   * How long after its last heartbeat an agent's record is removed from the registry.
+   *
+   * A whole number of days from 1 to 365.
+   *
+   * @default Duration.days(30)
+   */
+  readonly cleanupAfter?: Duration;
+
+  /**
+   * The instance tag that excludes an instance: the value `false` means no instructions
+   * and "excluded" in the coverage report. Same key as the install and auto-configuration
+   * constructs use.
+   *
+   * @default 'SecurityAgentManaged'
+   */
+  readonly exclusionTagKey?: string;
+
+  /**
+   * Whether the API is regional or private.
+   *
+   * @default BackendEndpointType.REGIONAL
+   */
+  readonly endpointType?: BackendEndpointType;
+
+  /**
+   * The interface VPC endpoints for `execute-api` through which a PRIVATE API is reached.
+   * Required with `BackendEndpointType.PRIVATE`, not allowed otherwise.
+   *
+   * @default - none
+   */
+  readonly vpcEndpoints?: ec2.IInterfaceVpcEndpoint[];
+
+  /**
+   * Also accept agents of other accounts of this AWS Organization (`aws:PrincipalOrgID`).
+   * Their own instance roles still need the permission (`grantHeartbeat` in their account).
+   * Instance tags of other accounts cannot be read, so their agents only get the
+   * assessments without `targetTags`.
+   *
+   * @default - only this account's principals
+   */
+  readonly principalOrgId?: string;
+
+  /**
+   * Steady-state requests per second the API stage accepts.
+   * An integer from 1 to 10000; a fleet of N agents sends N / interval.
+   *
+   * @default 100
+   */
+  readonly throttlingRateLimit?: number;
+
+  /**
+   * Burst of requests the API stage accepts. An integer from 1 to 5000.
+   *
+   * @default 200
+   */
+  readonly throttlingBurstLimit?: number;
+
+  /**
+   * Concurrent executions reserved for the heartbeat function, so a heartbeat storm can
+   * neither starve other functions of the account nor be starved by them.
+   * An integer from 1 to 1000.
+   *
+   * @default 20
+   */
+  readonly heartbeatReservedConcurrency?: number;
+
+  /**
+   * How often the coverage report runs. A whole number of minutes from 5 minutes to 24 hours.
+   *
+   * @default Duration.hours(1)
+   */
+  readonly coverageReportInterval?: Duration;
+
+  /**
+   * The coverage alarm goes off when the share of non-excluded instances with an active
+   * agent falls below this percentage (or when reports stop). A number from 0 to 100.
+   *
+   * @default 90
+   */
+  readonly coverageAlarmThreshold?: number;
+
+  /**
+   * SNS topic the alarms notify (on alarm and back to OK).
+   *
+   * @default - a new topic encrypted with the backend's key; subscribe to `alarmTopic`
+   */
+  readonly alarmTopic?: sns.ITopic;
+
+  /**
+   * Customer-managed key for the registry table, the log groups and the dead-letter queue.
+   * A key you bring must let CloudWatch Logs of this Region use it.
+   *
+   * @default - a new key with yearly rotation
+   */
+  readonly encryptionKey?: kms.IKey;
+
+  /**
+   * How long the API access logs and the functions' logs are kept.
+   *
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * Level of API Gateway execution logging. Needs the account's API Gateway CloudWatch Logs
+   * role to be set (once per account and Region, usually by the landing zone).
+   *
+   * @default apigw.MethodLoggingLevel.ERROR
+   */
+  readonly executionLoggingLevel?: apigw.MethodLoggingLevel;
+
+  /**
+   * ARN of an AWS WAF web ACL (scope REGIONAL) to associate with the API stage, such as
+   * one your organization manages centrally.
+   *
+   * @default - none: SigV4 authorization, the resource policy and stage throttling are the
+   * controls in front of the API
+   */
+  readonly webAclArn?: string;
+
+  /**
+   * CloudWatch namespace of the backend's metrics. Every metric carries the dimension
+   * `Backend` (this construct's path), so several backends can share a namespace.
+   *
+   * @default 'CdkAgentFleet'
+   */
+  readonly metricNamespace?: string;
+
+  /**
+   * What happens to the registry table and the key when they leave the stack.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** Where the coverage report goes in the telemetry store. */
+const REPORT_PREFIX = 'reports/coverage/';
+/** How long each heartbeat function container keeps its snapshot of instance tags. */
+const TAG_CACHE = Duration.minutes(5);
+const STAGE_NAME = 'live';
+
+/**
+ * The backend host security agents talk to: a SigV4-authorized heartbeat API that answers
+ * with instructions, the agent registry, inactive-agent cleanup, a fleet coverage report
+ * and a dashboard with alarms.
+ *
+ * An agent calls `POST /v1/heartbeat` signed with its instance role. The backend takes
+ * the instance from the caller's identity (never from the body alone), records it (one
+ * record per instance) and answers with the assessment runs the instance's tags select.
+ */
+export class AgentBackend extends Construct {
+  /** The heartbeat API. */
+  public readonly api: apigw.RestApi;
+
+  /** The agent registry: one item per instance, key `<account>#<region>#<instanceId>`. */
+  public readonly registry: dynamodb.ITable;
+
+  /** The key that encrypts the registry, the logs and the dead-letter queue. */
+  public readonly encryptionKey: kms.IKey;
+
+  /** The function behind `POST /v1/heartbeat`. */
+  public readonly heartbeatFunction: lambda.IFunction;
+
+  /** The scheduled function that marks inactive agents, removes expired ones and publishes agent metrics. */
+  public readonly registrySweepFunction: lambda.IFunction;
+
+  /** The scheduled function that writes the coverage report. */
+  public readonly coverageReportFunction: lambda.IFunction;
+
+  /** The API's access log group. */
+  public readonly accessLogGroup: logs.ILogGroup;
+
+  /** The dashboard of the fleet's agents, heartbeats and coverage. */
+  public readonly dashboard: cloudwatch.Dashboard;
+
+  /** Alarm on heartbeat server errors (5xx). */
+  public readonly heartbeatErrorsAlarm: cloudwatch.IAlarm;
+
+  /** Alarm on the coverage ratio falling below the threshold, or reports stopping. */
+  public readonly coverageAlarm: cloudwatch.IAlarm;
+
+  /** The heartbeat interval agents are told to use. */
+  public readonly heartbeatInterval: Duration;
+
+  /** Namespace of the backend's metrics. */
+  public readonly metricNamespace: string;
+
+  /** The SNS topic the alarms notify. */
+  public readonly alarmTopic: sns.ITopic;
+
+  /** Value of the `Backend` dimension of the backend's metrics. */
+  public readonly metricBackendName: string;
+
+  /** Key prefix of the coverage reports in the telemetry store (`latest.json` is the newest). */
+  public readonly coverageReportPrefix: string = REPORT_PREFIX;
+
+  private readonly stage: apigw.Stage;
+
+  constructor(scope: Construct, id: string, props: AgentBackendProps) {
+    super(scope, id);
+    const assessments = props.assessments ?? [];
+    validateProps(this, props, assessments);
+
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    this.heartbeatInterval = props.heartbeatInterval ?? Duration.minutes(10);
+    const cleanupAfter = props.cleanupAfter ?? Duration.days(30);
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    this.metricNamespace = props.metricNamespace ?? 'CdkAgentFleet';
+    this.metricBackendName = this.node.path;
+    const exclusionTagKey = props.exclusionTagKey ?? 'SecurityAgentManaged';
+
+    this.encryptionKey = props.encryptionKey ?? this.createKey(removalPolicy);
+    this.registry = this.createRegistry(removalPolicy);
+
+    const environment: Record<string, string> = {
+      REGISTRY_TABLE: this.registry.tableName,
+      HEARTBEAT_INTERVAL_SECONDS: String(this.heartbeatInterval.toSeconds()),
+      CLEANUP_AFTER_SECONDS: String(cleanupAfter.toSeconds()),
+      ASSESSMENT_TEMPLATES: renderTemplates(assessments),
+      EXCLUSION_TAG_KEY: exclusionTagKey,
+      TELEMETRY_BUCKET: props.telemetry.bucket.bucketName,
+      TELEMETRY_AGENT_PREFIX: props.telemetry.agentPrefix,
+      COVERAGE_REPORT_PREFIX: REPORT_PREFIX,
+      METRIC_NAMESPACE: this.metricNamespace,
+      BACKEND_NAME: this.metricBackendName,
+      BACKEND_ACCOUNT_ID: Aws.ACCOUNT_ID,
+      TAG_CACHE_SECONDS: String(TAG_CACHE.toSeconds()),
+    };
+    const stack = Stack.of(this);
+    const describeStatement = (actions: string[]) => new iam.PolicyStatement({
+      actions,
+      resources: ['*'],
+      conditions: { StringEquals: { 'aws:RequestedRegion': stack.region } },
+    });
+
+    // Heartbeat: write its own instance's record, read tags of this Region.
+    const heartbeat = this.createFunction('Heartbeat', 'heartbeat', {
+      description: 'Agent heartbeats: validates, registers the agent, answers with its instructions',
+      environment,
+      memorySize: 512,
+      timeout: Duration.seconds(10),
+      reservedConcurrentExecutions: props.heartbeatReservedConcurrency ?? 20,
+      logRetention,
+      statements: [
+        new iam.PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [this.registry.tableArn] }),
+        ...this.registryKeyStatements(),
+        describeStatement(['ec2:DescribeTags']),
+      ],
+      wildcardReasons: {
+        'Resource::*': 'ec2:DescribeTags supports no resource-level permissions; the statement is limited to this Region by aws:RequestedRegion and only reads tags.',
+      },
+    });
+    this.heartbeatFunction = heartbeat.fn;
+
+    const deadLetters = this.createDeadLetterQueue();
+
+    // Registry sweep: scan, mark INACTIVE, remove expired records.
+    const sweep = this.createFunction('RegistrySweep', 'registry-sweep', {
+      description: 'Agent registry: marks agents INACTIVE, removes expired records, publishes agent metrics',
+      environment,
+      memorySize: 512,
+      timeout: Duration.minutes(5),
+      reservedConcurrentExecutions: 1,
+      logRetention,
+      deadLetterQueue: deadLetters,
+      statements: [
+        new iam.PolicyStatement({ actions: ['dynamodb:Scan', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'], resources: [this.registry.tableArn] }),
+        ...this.registryKeyStatements(),
+      ],
+    });
+    this.registrySweepFunction = sweep.fn;
+    const sweepEvery = Duration.minutes(Math.max(5, this.heartbeatInterval.toMinutes()));
+    this.schedule('RegistrySweepSchedule', sweep.fn, sweepEvery);
+
+    // Coverage report: read the fleet, write reports/coverage/ only.
+    const coverage = this.createFunction('CoverageReport', 'coverage-report', {
+      description: 'Fleet coverage: compares EC2, SSM, the agent registry and exclusion tags; writes a report',
+      environment,
+      memorySize: 1024,
+      timeout: Duration.minutes(10),
+      reservedConcurrentExecutions: 1,
+      logRetention,
+      deadLetterQueue: deadLetters,
+      statements: [
+        new iam.PolicyStatement({ actions: ['dynamodb:Scan'], resources: [this.registry.tableArn] }),
+        ...this.registryKeyStatements(),
+        describeStatement(['ec2:DescribeInstances', 'ssm:DescribeInstanceInformation']),
+        new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [props.telemetry.bucket.arnForObjects(`${REPORT_PREFIX}*`)] }),
+        new iam.PolicyStatement({
+          actions: ['kms:GenerateDataKey'],
+          resources: [props.telemetry.encryptionKey.keyArn],
+          conditions: {
+            StringEquals: {
+              'kms:ViaService': `s3.${stack.region}.${stack.urlSuffix}`,
+              // With S3 Bucket Keys the encryption context is the bucket, not the object.
+              'kms:EncryptionContext:aws:s3:arn': props.telemetry.bucket.bucketArn,
+            },
+          },
+        }),
+      ],
+      wildcardReasons: {
+        'Resource::*': 'ec2:DescribeInstances and ssm:DescribeInstanceInformation support no resource-level permissions; the statement is limited to this Region by aws:RequestedRegion and only reads.',
+        [`Resource::<${stack.getLogicalId(cfnResourceOf(props.telemetry.bucket))}.Arn>/${REPORT_PREFIX}*`]:
+          'The report function writes timestamped report objects, so it needs every key below reports/coverage/ and nothing else of the store.',
+      },
+    });
+    this.coverageReportFunction = coverage.fn;
+    const coverageEvery = props.coverageReportInterval ?? Duration.hours(1);
+    this.schedule('CoverageReportSchedule', coverage.fn, coverageEvery);
+
+    const api = this.createApi(props, heartbeat.fn, logRetention);
+    this.api = api.api;
+    this.stage = api.stage;
+    this.accessLogGroup = api.accessLogs;
+
+    this.alarmTopic = props.alarmTopic ?? new sns.Topic(this, 'AlarmTopic', {
+      displayName: `Alarms of the agent backend ${this.node.path}`,
+      masterKey: this.encryptionKey,
+      enforceSSL: true,
+    });
+    const alarms = this.createAlarms(props, coverageEvery);
+    this.heartbeatErrorsAlarm = alarms.heartbeatErrors;
+    this.coverageAlarm = alarms.coverage;
+    this.dashboard = this.createDashboard(alarms.heartbeatErrors, alarms.coverage, props.coverageAlarmThreshold ?? 90, coverageEvery, sweepEvery);
+  }
+
+  /** The URL agents post heartbeats to. */
+  public get heartbeatUrl(): string {
+    return this.api.urlForPath('/v1/heartbeat');
+  }
+
+  /**
+   * Lets instances with this role send heartbeats: `execute-api:Invoke` on exactly
+   * `POST /v1/heartbeat` of this API's stage, nothing else.
+   *
+   * @param grantee the instance role
+   */
+  public grantHeartbeat(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [this.api.arnForExecuteApi('POST', '/v1/heartbeat', this.stage.stageName)],
+    });
+  }
+
+  /**
+   * A metric of the backend (emitted by its functions in embedded metric format).
+   *
+   * @param metricName e.g. `ActiveAgents`, `AgentsUsingImdsV1`, `CoverageRatio`, `Covered`
+   * @param props statistic, period and the like
+   */
+  public metric(metricName: string, props: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: this.metricNamespace,
+      metricName,
+      dimensionsMap: { Backend: this.metricBackendName },
+      statistic: cloudwatch.Stats.MAXIMUM,
+      ...props,
+    });
+  }
+
+  private createKey(removalPolicy: RemovalPolicy): kms.IKey {
+    const key = new kms.Key(this, 'Key', {
+      description: `Encrypts the agent registry, logs and dead letters of ${this.node.path}`,
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    const stack = Stack.of(this);
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AllowCloudWatchLogsOfThisAccount',
+      principals: [new iam.ServicePrincipal(`logs.${stack.region}.${stack.urlSuffix}`)],
+      actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:DescribeKey'],
+      resources: ['*'],
+      conditions: {
+        ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*` },
+      },
+    }));
+    // CloudWatch alarms publish to the alarm topic, which this key encrypts.
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AllowCloudWatchAlarmsToPublish',
+      principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'kms:ViaService': `sns.${stack.region}.${stack.urlSuffix}` } },
+    }));
+    return key;
+  }
+
+  private createRegistry(removalPolicy: RemovalPolicy): dynamodb.Table {
+    const table = new dynamodb.Table(this, 'Registry', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
+      encryptionKey: this.encryptionKey,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // Refreshed by every heartbeat to now + cleanupAfter; the sweep removes expired records on time.
+      timeToLiveAttribute: 'expiresAt',
+      deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
+      removalPolicy,
+    });
+    acknowledgeNagFindings(cfnResourceOf(table),
+      ...['NIST.800.53.R5-DynamoDBInBackupPlan', 'HIPAA.Security-DynamoDBInBackupPlan', 'PCI.DSS.321-DynamoDBInBackupPlan'].map((rule) => ({
+        rule,
+        reason: 'The registry has point-in-time recovery (35 days) and is derived state: every live agent re-registers within one heartbeat interval. An AWS Backup plan adds nothing a restore would need.',
+      })),
+    );
+    return table;
+  }
+
+  /** KMS use of the registry's key, only through DynamoDB. */
+  private registryKeyStatements(): iam.PolicyStatement[] {
+    const stack = Stack.of(this);
+    return [new iam.PolicyStatement({
+      actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
+      resources: [this.encryptionKey.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.${stack.urlSuffix}` } },
+    })];
+  }
+
+  private createDeadLetterQueue(): sqs.Queue {
+    const queue = new sqs.Queue(this, 'DeadLetters', {
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: this.encryptionKey,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    acknowledgeNagFindings(cfnResourceOf(queue), {
+      rule: 'AwsSolutions-SQS3',
+      reason: 'This queue is itself the dead-letter queue of the scheduled registry sweep and coverage report functions.',
+    });
+    return queue;
+  }
+
+  private createFunction(id: string, handlerName: string, options: {
+    description: string;
+    environment: Record<string, string>;
+    memorySize: number;
+    timeout: Duration;
+    reservedConcurrentExecutions: number;
+    logRetention: logs.RetentionDays;
+    deadLetterQueue?: sqs.IQueue;
+    statements: iam.PolicyStatement[];
+    wildcardReasons?: Record<string, string>;
+  }): { fn: lambda.Function; policy: iam.ManagedPolicy } {
+    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
+      retention: options.logRetention,
+      encryptionKey: this.encryptionKey,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const role = new iam.Role(this, `${id}Role`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Runs the ${handlerName} function of ${this.node.path}`,
+    });
+    // Every permission is listed here, in one customer-managed policy: no AWS managed
+    // policies, no inline policies added behind our back (hence withoutPolicyUpdates).
+    const statements = [
+      new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
+      ...options.statements,
+    ];
+    if (options.deadLetterQueue) {
+      statements.push(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [options.deadLetterQueue.queueArn] }));
+      statements.push(new iam.PolicyStatement({
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        resources: [this.encryptionKey.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `sqs.${Stack.of(this).region}.${Stack.of(this).urlSuffix}` } },
+      }));
+    }
+    const policy = new iam.ManagedPolicy(this, `${id}Policy`, { statements, roles: [role] });
+    for (const [finding, reason] of Object.entries(options.wildcardReasons ?? {})) {
+      acknowledgeNagFindings(cfnResourceOf(policy), { rule: 'AwsSolutions-IAM5', finding, reason });
+    }
+
+    const fn = new lambda.Function(this, id, {
+      description: options.description,
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'index.handler',
+      code: handlerCode('backend', handlerName),
+      role: role.withoutPolicyUpdates(),
+      environment: options.environment,
+      memorySize: options.memorySize,
+      timeout: options.timeout,
+      reservedConcurrentExecutions: options.reservedConcurrentExecutions,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      deadLetterQueue: options.deadLetterQueue,
+    });
+    fn.node.addDependency(policy);
+    const cfnFn = cfnResourceOf(fn);
+    acknowledgeNagFindings(cfnFn, {
+      rule: 'AwsSolutions-L1',
+      reason: 'The library pins every handler to one runtime, Node.js 22 (supported by Lambda until 2027), which its bundles target and its tests run on; moving to a newer runtime is done for all handlers at once.',
+    });
+    acknowledgeNagFindings(cfnFn,
+      ...['NIST.800.53.R5-LambdaInsideVPC', 'HIPAA.Security-LambdaInsideVPC', 'PCI.DSS.321-LambdaInsideVPC'].map((rule) => ({
+        rule,
+        reason: 'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3) over TLS with IAM credentials and reaches nothing inside a VPC.',
+      })),
+    );
+    if (!options.deadLetterQueue) {
+      acknowledgeNagFindings(cfnFn,
+        ...['NIST.800.53.R5-LambdaDLQ', 'HIPAA.Security-LambdaDLQ', 'PCI.DSS.321-LambdaDLQ'].map((rule) => ({
+          rule,
+          reason: 'API Gateway invokes this function synchronously and the agent receives the error; a dead-letter queue only ever receives asynchronous invocations.',
+        })),
+      );
+    }
+    return { fn, policy };
+  }
+
+  private schedule(id: string, fn: lambda.IFunction, every: Duration): void {
+    new events.Rule(this, id, {
+      description: `Runs ${fn.node.id} every ${every.toHumanString()}`,
+      schedule: events.Schedule.rate(every),
+      targets: [new targets.LambdaFunction(fn, { retryAttempts: 2, maxEventAge: every })],
+    });
+  }
+
+  private createApi(props: AgentBackendProps, fn: lambda.IFunction, logRetention: logs.RetentionDays) {
+    const stack = Stack.of(this);
+    const endpointType = props.endpointType ?? BackendEndpointType.REGIONAL;
+    const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
+      retention: logRetention,
+      encryptionKey: this.encryptionKey,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    const heartbeatResource = 'execute-api:/*/POST/v1/heartbeat';
+    const statements = [
+      // Delegates to IAM: a principal of this account also needs an identity policy (grantHeartbeat).
+      new iam.PolicyStatement({
+        sid: 'AllowHeartbeatsFromThisAccount',
+        principals: [new iam.AccountRootPrincipal()],
+        actions: ['execute-api:Invoke'],
+        resources: [heartbeatResource],
+      }),
+    ];
+    if (props.principalOrgId) {
+      statements.push(new iam.PolicyStatement({
+        sid: 'AllowHeartbeatsFromTheOrganization',
+        principals: [new iam.AnyPrincipal()],
+        actions: ['execute-api:Invoke'],
+        resources: [heartbeatResource],
+        conditions: {
+          StringEquals: { 'aws:PrincipalOrgID': props.principalOrgId },
+          // Principals of this account stay under the delegation above, which needs an identity policy.
+          StringNotEquals: { 'aws:PrincipalAccount': stack.account },
+        },
+      }));
+    }
+    if (endpointType === BackendEndpointType.PRIVATE) {
+      statements.push(new iam.PolicyStatement({
+        sid: 'DenyOutsideTheVpcEndpoints',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['execute-api:Invoke'],
+        resources: ['execute-api:/*'],
+        conditions: { StringNotEquals: { 'aws:SourceVpce': (props.vpcEndpoints ?? []).map((e) => e.vpcEndpointId) } },
+      }));
+    }
+
+    const api = new apigw.RestApi(this, 'Resource', {
+      description: `Heartbeats and instructions of the host security agents (${this.node.path})`,
+      endpointConfiguration: endpointType === BackendEndpointType.PRIVATE
+        ? { types: [apigw.EndpointType.PRIVATE], vpcEndpoints: props.vpcEndpoints }
+        : { types: [apigw.EndpointType.REGIONAL] },
+      policy: new iam.PolicyDocument({ statements }),
+      // Never touch the account-wide API Gateway settings (AWS::ApiGateway::Account) from a construct.
+      cloudWatchRole: false,
+      defaultMethodOptions: { authorizationType: apigw.AuthorizationType.IAM },
+      deployOptions: {
+        stageName: STAGE_NAME,
+        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
+          caller: true, httpMethod: true, ip: true, protocol: true, requestTime: true,
+          resourcePath: true, responseLength: true, status: true, user: true,
+        }),
+        tracingEnabled: true,
+        throttlingRateLimit: props.throttlingRateLimit ?? 100,
+        throttlingBurstLimit: props.throttlingBurstLimit ?? 200,
+        loggingLevel: props.executionLoggingLevel ?? apigw.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+      },
+    });
+
+    // The gateway rejects bodies that are not a JSON object before the function runs; the
+    // function applies the closed schema and says exactly what is wrong.
+    const validator = api.addRequestValidator('Validator', { validateRequestBody: true, validateRequestParameters: true });
+    const model = api.addModel('HeartbeatModel', {
+      contentType: 'application/json',
+      description: 'A heartbeat is a JSON object; its closed schema is enforced by the function',
+      schema: { schema: apigw.JsonSchemaVersion.DRAFT4, title: 'Heartbeat', type: apigw.JsonSchemaType.OBJECT },
+    });
+    const heartbeat = api.root.addResource('v1').addResource('heartbeat');
+    const post = heartbeat.addMethod('POST', new apigw.LambdaIntegration(fn, { proxy: true, allowTestInvoke: false }), {
+      authorizationType: apigw.AuthorizationType.IAM,
+      requestValidator: validator,
+      requestModels: { 'application/json': model },
+    });
+    acknowledgeNagFindings(cfnResourceOf(post), {
+      rule: 'AwsSolutions-COG4',
+      reason: 'Callers are EC2 instances, not users: they sign with their instance role (SigV4, AuthorizationType IAM), which identifies the instance; Cognito user pools do not apply.',
+    });
+
+    const stage = api.deploymentStage;
+    const cfnStage = cfnResourceOf(stage);
+    if (props.webAclArn) {
+      new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', { resourceArn: stage.stageArn, webAclArn: props.webAclArn });
+    } else {
+      acknowledgeNagFindings(cfnStage,
+        ...['AwsSolutions-APIG3', 'NIST.800.53.R5-APIGWAssociatedWithWAF', 'HIPAA.Security-APIGWAssociatedWithWAF', 'PCI.DSS.321-APIGWAssociatedWithWAF'].map((rule) => ({
+          rule,
+          reason: 'Every method requires SigV4 (IAM) authorization and the resource policy admits only this account or organization, so anonymous traffic never reaches the function; stage throttling caps the rate; bodies are closed-schema validated. Pass webAclArn to add an organization-managed web ACL.',
+        })),
+      );
+    }
+    acknowledgeNagFindings(cfnStage,
+      ...['NIST.800.53.R5-APIGWCacheEnabledAndEncrypted', 'HIPAA.Security-APIGWCacheEnabledAndEncrypted', 'PCI.DSS.321-APIGWCacheEnabledAndEncrypted'].map((rule) => ({
+        rule,
+        reason: 'The only method is a POST answered per instance and per moment; API Gateway never caches POST responses, so a cache cluster would cost money and hold nothing.',
+      })),
+      ...['NIST.800.53.R5-APIGWSSLEnabled', 'HIPAA.Security-APIGWSSLEnabled', 'PCI.DSS.321-APIGWSSLEnabled'].map((rule) => ({
+        rule,
+        reason: 'Client certificates authenticate API Gateway to HTTP backends; the only integration is a Lambda proxy invoked over the AWS API with IAM, which a client certificate does not apply to.',
+      })),
+    );
+    return { api, stage, accessLogs };
+  }
+
+  private createAlarms(props: AgentBackendProps, coverageEvery: Duration) {
+    const heartbeatErrors = new cloudwatch.Alarm(this, 'HeartbeatErrorsAlarm', {
+      alarmDescription: `Heartbeats of ${this.node.path} fail with server errors (5xx): agents get no instructions and may turn INACTIVE.`,
+      metric: this.api.metricServerError({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const coverage = new cloudwatch.Alarm(this, 'CoverageAlarm', {
+      alarmDescription: `Fewer than ${props.coverageAlarmThreshold ?? 90}% of the non-excluded instances seen by ${this.node.path} have an active agent, `
+        + 'or the coverage report stopped. The latest report lists the instances per category.',
+      metric: this.metric('CoverageRatio', { period: coverageEvery, statistic: cloudwatch.Stats.MINIMUM }),
+      threshold: props.coverageAlarmThreshold ?? 90,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 2,
+      datapointsToAlarm: 2,
+      // A report that stops coming is a coverage failure too.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    for (const alarm of [heartbeatErrors, coverage]) {
+      alarm.addAlarmAction(new cwActions.SnsAction(this.alarmTopic));
+      alarm.addOkAction(new cwActions.SnsAction(this.alarmTopic));
+    }
+    return { heartbeatErrors, coverage };
+  }
+
+  private createDashboard(
+    heartbeatErrors: cloudwatch.IAlarm,
+    coverage: cloudwatch.IAlarm,
+    coverageThreshold: number,
+    coverageEvery: Duration,
+    sweepEvery: Duration,
+  ): cloudwatch.Dashboard {
+    const five = Duration.minutes(5);
+    const sweep = (name: string, label: string) => this.metric(name, { period: sweepEvery, label });
+    const report = (name: string, label: string) => this.metric(name, { period: coverageEvery, label });
+    const byDimension = (dimension: string, label: string) => new cloudwatch.MathExpression({
+      expression: `SEARCH('{${this.metricNamespace},Backend,${dimension}} MetricName="ActiveAgents" Backend="${this.metricBackendName}"', 'Maximum', ${sweepEvery.toSeconds()})`,
+      label,
+      usingMetrics: {},
+      period: sweepEvery,
+    });
+
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      defaultInterval: Duration.days(1),
+    });
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Heartbeats',
+        width: 8,
+        left: [
+          this.api.metricCount({ period: five, statistic: cloudwatch.Stats.SUM, label: 'requests' }),
+          this.api.metricClientError({ period: five, statistic: cloudwatch.Stats.SUM, label: '4xx' }),
+          this.api.metricServerError({ period: five, statistic: cloudwatch.Stats.SUM, label: '5xx' }),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Heartbeat latency',
+        width: 8,
+        left: [this.api.metricLatency({ period: five, statistic: cloudwatch.Stats.p(99), label: 'p99' })],
+      }),
+      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 8, alarms: [heartbeatErrors, coverage] }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Agents',
+        width: 8,
+        left: [sweep('ActiveAgents', 'active'), sweep('InactiveAgents', 'inactive'), sweep('RemovedAgents', 'removed')],
+      }),
+      new cloudwatch.GraphWidget({ title: 'Active agents by instance type', width: 8, left: [byDimension('InstanceType', 'instance type')] }),
+      new cloudwatch.GraphWidget({ title: 'Active agents by agent version', width: 8, left: [byDimension('AgentVersion', 'agent version')] }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Coverage',
+        width: 12,
+        left: [
+          report('Covered', 'covered'), report('Excluded', 'excluded'), report('NotSsmManaged', 'not SSM-managed'),
+          report('AgentMissing', 'agent missing'), report('AgentInactive', 'agent inactive'),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Coverage ratio (%)',
+        width: 6,
+        left: [report('CoverageRatio', 'covered / not excluded')],
+        leftYAxis: { min: 0, max: 100 },
+        leftAnnotations: [{ value: coverageThreshold, label: 'alarm threshold' }],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'IMDSv1',
+        width: 6,
+        left: [sweep('AgentsUsingImdsV1', 'agents using IMDSv1'), report('ImdsV1Allowed', 'instances allowing IMDSv1')],
+      }),
+    );
+    return dashboard;
+  }
+
+}
+
+/** The templates as the handlers read them (one environment variable). */
+function renderTemplates(assessments: AssessmentTemplate[]): string {
+  return JSON.stringify(assessments.map((a) => ({
+    name: a.name,
+    sensors: a.sensors,
+    durationSeconds: a.duration.toSeconds(),
+    targetTags: a.targetTags,
+  })));
+}
+
+const TEMPLATE_NAME = /^[a-z0-9][a-z0-9-]{0,39}$/;
+/** EC2 tag keys: up to 128 Unicode letters, digits, spaces and _.:/=+-@, not starting with aws:. */
+const TAG_KEY = /^(?!aws:)[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u;
+const TAG_VALUE = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u;
+/** Lambda allows 4 KB of environment in total; the templates get most of it. */
+const MAX_RENDERED_TEMPLATES = 3000;
+
+function validateProps(scope: Construct, props: AgentBackendProps, assessments: AssessmentTemplate[]): void {
+  const v = new PropsValidator(scope);
+  const interval = props.heartbeatInterval;
+  if (interval && !interval.isUnresolved()) {
+    const minutes = interval.toSeconds() / 60;
+    v.require(Number.isInteger(minutes) && minutes >= 1 && minutes <= 60, 'heartbeatInterval', interval, 'a whole number of minutes from 1 to 60');
+  }
+  v.wholeDays('cleanupAfter', props.cleanupAfter, 1, 365);
+  const report = props.coverageReportInterval;
+  if (report && !report.isUnresolved()) {
+    const minutes = report.toSeconds() / 60;
+    v.require(Number.isInteger(minutes) && minutes >= 5 && minutes <= 24 * 60, 'coverageReportInterval', report, 'a whole number of minutes from 5 minutes to 24 hours');
+  }
+  v.integerInRange('throttlingRateLimit', props.throttlingRateLimit, 1, 10000);
+  v.integerInRange('throttlingBurstLimit', props.throttlingBurstLimit, 1, 5000);
+  v.integerInRange('heartbeatReservedConcurrency', props.heartbeatReservedConcurrency, 1, 1000);
+  const threshold = props.coverageAlarmThreshold;
+  if (threshold !== undefined && !Token.isUnresolved(threshold)) {
+    v.require(Number.isFinite(threshold) && threshold >= 0 && threshold <= 100, 'coverageAlarmThreshold', threshold, 'a percentage from 0 to 100');
+  }
+  if (props.exclusionTagKey !== undefined && !Token.isUnresolved(props.exclusionTagKey)) {
+    v.require(TAG_KEY.test(props.exclusionTagKey), 'exclusionTagKey', props.exclusionTagKey, 'an EC2 tag key: 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with aws:');
+  }
+  if (props.principalOrgId !== undefined && !Token.isUnresolved(props.principalOrgId)) {
+    v.require(/^o-[a-z0-9]{10,32}$/.test(props.principalOrgId), 'principalOrgId', props.principalOrgId, 'an AWS Organizations id: o- followed by 10 to 32 lower-case letters or digits');
+  }
+  const endpointType = props.endpointType ?? BackendEndpointType.REGIONAL;
+  const endpoints = props.vpcEndpoints ?? [];
+  if (endpointType === BackendEndpointType.PRIVATE) {
+    v.require(endpoints.length > 0, 'vpcEndpoints', props.vpcEndpoints, 'at least one interface VPC endpoint for execute-api when endpointType is PRIVATE');
+  } else {
+    v.require(endpoints.length === 0, 'vpcEndpoints', `${endpoints.length} endpoint(s)`, 'none unless endpointType is PRIVATE');
+  }
+  if (props.webAclArn !== undefined && !Token.isUnresolved(props.webAclArn)) {
+    v.require(/^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:[0-9]{12}:regional\/webacl\/.+$/.test(props.webAclArn), 'webAclArn', props.webAclArn, 'the ARN of a REGIONAL AWS WAF web ACL');
+  }
+  if (props.metricNamespace !== undefined && !Token.isUnresolved(props.metricNamespace)) {
+    v.require(/^(?!AWS\/)[A-Za-z0-9._\-/#:]{1,255}$/.test(props.metricNamespace), 'metricNamespace', props.metricNamespace, 'a CloudWatch namespace: 1 to 255 letters, digits and ._-/#:, not starting with AWS/');
+  }
+
+  v.require(assessments.length <= 20, 'assessments', `${assessments.length} templates`, 'at most 20 templates');
+  const names = new Set<string>();
+  const intervalSeconds = interval && !interval.isUnresolved() ? interval.toSeconds() : 600;
+  const targetKeys = new Set<string>();
+  assessments.forEach((a, i) => {
+    const at = `assessments[${i}]`;
+    v.require(TEMPLATE_NAME.test(a.name), `${at}.name`, a.name, '1 to 40 lower-case letters, digits and hyphens, starting with a letter or digit');
+    v.require(!names.has(a.name), `${at}.name`, a.name, 'a name no other template of this backend has');
+    names.add(a.name);
+    v.require(a.sensors.length > 0, `${at}.sensors`, a.sensors, `at least one of ${Object.values(Sensor).join(', ')}`);
+    v.require(new Set(a.sensors).size === a.sensors.length, `${at}.sensors`, a.sensors, 'each sensor at most once');
+    v.require(a.sensors.every((s) => Object.values(Sensor).includes(s)), `${at}.sensors`, a.sensors, `sensors of ${Object.values(Sensor).join(', ')}`);
+    if (!a.duration.isUnresolved()) {
+      const seconds = a.duration.toSeconds({ integral: false });
+      v.require(Number.isInteger(seconds / 60) && seconds >= 15 * 60 && seconds <= 24 * 3600, `${at}.duration`, a.duration, 'a whole number of minutes from 15 minutes to 24 hours');
+      v.require(seconds >= intervalSeconds, `${at}.duration`, a.duration, `at least the heartbeat interval (${intervalSeconds / 60} minutes), or an agent could miss a run`);
+    }
+    const tags = Object.entries(a.targetTags);
+    v.require(tags.length <= 10, `${at}.targetTags`, `${tags.length} tags`, 'at most 10 tags');
+    for (const [key, value] of tags) {
+      targetKeys.add(key);
+      v.require(TAG_KEY.test(key), `${at}.targetTags`, key, 'tag keys of 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with aws:');
+      v.require(typeof value === 'string' && TAG_VALUE.test(value), `${at}.targetTags[${JSON.stringify(key)}]`, value, 'a tag value of 0 to 256 letters, digits, spaces and _.:/=+-@');
+    }
+  });
+  const rendered = renderTemplates(assessments).length;
+  v.require(rendered <= MAX_RENDERED_TEMPLATES, 'assessments', `${rendered} characters of configuration`, `at most ${MAX_RENDERED_TEMPLATES} characters once rendered (Lambda environment limit); use fewer or shorter templates`);
+  v.throwIfInvalid();
+}

@@ -1,0 +1,192 @@
+/*
+ * POST /v1/heartbeat. Validates the body against the closed schema, checks it against the
+ * caller's SigV4 identity, records the agent in the registry (one record per instance) and
+ * answers with the instructions of the assessment templates the instance's tags select.
+ *
+ * Bad input is always a 4xx with a reason; 5xx only when AWS itself fails.
+ */
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { HEARTBEAT_SCHEMA, MAX_HEARTBEAT_BYTES } from './shared/heartbeat-schema';
+import { Sensor } from '../sensor';
+import { clock } from './shared/clock';
+import { BackendConfig, loadConfig } from './shared/config';
+import { instanceCaller, InstanceCaller } from './shared/identity';
+import { instructionsFor, selectTemplates, sensorSwitches } from './shared/instructions';
+import { putMetrics } from './shared/emf';
+import { registryKey } from './shared/registry';
+import { InstanceTagCache, TagsUnavailableError } from './shared/tags';
+import { validate } from './shared/validate';
+
+const ec2 = new EC2Client({});
+const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+
+/** A heartbeat body that passed the schema. */
+export interface HeartbeatBody {
+  readonly agentVersion: string;
+  readonly imdsVersion: 'v1' | 'v2';
+  readonly identityDocument: {
+    readonly accountId: string;
+    readonly region: string;
+    readonly availabilityZone: string;
+    readonly instanceId: string;
+    readonly instanceType: string;
+    readonly imageId: string;
+    readonly architecture?: string;
+  };
+  readonly sensors: Partial<Record<Sensor, { state: string; runId?: string; message?: string }>>;
+}
+
+/** Why a request was rejected; also the `Reason` dimension of the rejection metric. */
+type Rejection = 'BodyTooLarge' | 'InvalidJson' | 'SchemaViolation' | 'NotAnInstance' | 'IdentityMismatch';
+
+interface State {
+  readonly config: BackendConfig;
+  readonly tags: InstanceTagCache;
+}
+let state: State | undefined;
+
+function init(): State {
+  if (!state) {
+    const config = loadConfig();
+    const keys = [...new Set([config.exclusionTagKey, ...config.templates.flatMap((t) => Object.keys(t.targetTags))])];
+    // Without a tag-targeted template, no tag needs reading: exclusion alone only ever removes instructions.
+    const watched = config.templates.length > 0 ? keys : [];
+    state = { config, tags: new InstanceTagCache(ec2, watched, config.tagCacheSeconds * 1000, () => clock.now()) };
+  }
+  return state;
+}
+
+/** Forgets the configuration and the tag cache (tests change the environment between cases). */
+export function resetForTests(): void {
+  state = undefined;
+}
+
+const json = (statusCode: number, body: unknown, headers: Record<string, string> = {}): APIGatewayProxyResult => ({
+  statusCode,
+  headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers },
+  body: JSON.stringify(body),
+});
+
+class Rejected extends Error {
+  constructor(public readonly statusCode: 400 | 403, public readonly reason: Rejection, message: string) {
+    super(message);
+  }
+}
+
+/** The body as a validated heartbeat, or a Rejected error saying what is wrong with it. */
+export function parseBody(event: Pick<APIGatewayProxyEvent, 'body' | 'isBase64Encoded'>): HeartbeatBody {
+  if (typeof event.body !== 'string' || event.body.length === 0) {
+    throw new Rejected(400, 'SchemaViolation', 'the request has no body');
+  }
+  const raw = event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.from(event.body, 'utf8');
+  if (raw.length > MAX_HEARTBEAT_BYTES) {
+    throw new Rejected(400, 'BodyTooLarge', `the body has ${raw.length} bytes; at most ${MAX_HEARTBEAT_BYTES} are accepted`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw new Rejected(400, 'InvalidJson', `the body is not valid JSON: ${err instanceof Error ? err.message.slice(0, 120) : 'parse error'}`);
+  }
+  const problem = validate(HEARTBEAT_SCHEMA, parsed);
+  if (problem) throw new Rejected(400, 'SchemaViolation', problem);
+  return parsed as HeartbeatBody;
+}
+
+/** The caller must be the instance the body describes, in the account the body names. */
+export function checkIdentity(event: Pick<APIGatewayProxyEvent, 'requestContext'>, body: HeartbeatBody): InstanceCaller {
+  const caller = instanceCaller(event.requestContext?.identity);
+  if ('problem' in caller) throw new Rejected(403, 'NotAnInstance', caller.problem);
+  const doc = body.identityDocument;
+  if (caller.instanceId !== doc.instanceId) {
+    throw new Rejected(403, 'IdentityMismatch', `identityDocument.instanceId ${doc.instanceId} is not the calling instance ${caller.instanceId}`);
+  }
+  if (caller.accountId !== doc.accountId) {
+    throw new Rejected(403, 'IdentityMismatch', `identityDocument.accountId ${doc.accountId} is not the calling account ${caller.accountId}`);
+  }
+  return caller;
+}
+
+async function register(config: BackendConfig, body: HeartbeatBody, nowSeconds: number): Promise<void> {
+  const doc = body.identityDocument;
+  await ddb.send(new UpdateCommand({
+    TableName: config.tableName,
+    Key: { pk: registryKey(doc.accountId, doc.region, doc.instanceId) },
+    UpdateExpression: 'SET accountId = :account, #region = :region, instanceId = :instance, availabilityZone = :az, '
+      + 'instanceType = :type, imageId = :image, architecture = :arch, agentVersion = :version, imdsVersion = :imds, '
+      + 'sensors = :sensors, lastHeartbeat = :now, heartbeatIntervalSeconds = :interval, expiresAt = :expires, '
+      + '#status = :active, firstSeen = if_not_exists(firstSeen, :now)',
+    ExpressionAttributeNames: { '#region': 'region', '#status': 'status' },
+    ExpressionAttributeValues: {
+      ':account': doc.accountId,
+      ':region': doc.region,
+      ':instance': doc.instanceId,
+      ':az': doc.availabilityZone,
+      ':type': doc.instanceType,
+      ':image': doc.imageId,
+      ':arch': doc.architecture ?? 'unknown',
+      ':version': body.agentVersion,
+      ':imds': body.imdsVersion,
+      ':sensors': body.sensors,
+      ':now': nowSeconds,
+      ':interval': config.heartbeatIntervalSeconds,
+      // DynamoDB TTL removes the record cleanupAfter after the last heartbeat; each heartbeat pushes it back.
+      ':expires': nowSeconds + config.cleanupAfterSeconds,
+      ':active': 'ACTIVE',
+    },
+  }));
+}
+
+export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  const { config, tags } = init();
+  const now = clock.now();
+  const metric = (name: string, extra: Record<string, string> = {}) =>
+    putMetrics(config.metricNamespace, { Backend: config.backendName, ...extra }, [{ name, value: 1 }], now);
+
+  let body: HeartbeatBody;
+  let caller: InstanceCaller;
+  try {
+    body = parseBody(event);
+    caller = checkIdentity(event, body);
+  } catch (err) {
+    if (!(err instanceof Rejected)) throw err;
+    metric('HeartbeatsRejected', { Reason: err.reason });
+    console.warn(JSON.stringify({
+      message: 'heartbeat rejected', status: err.statusCode, reason: err.reason, detail: err.message,
+      caller: event.requestContext?.identity?.userArn ?? null, requestId: event.requestContext?.requestId ?? null,
+    }));
+    return json(err.statusCode, { message: err.message });
+  }
+
+  const nowSeconds = Math.floor(now / 1000);
+  const doc = body.identityDocument;
+  try {
+    await register(config, body, nowSeconds);
+    // Tags are only visible for instances of the backend's own account and Region.
+    const local = doc.accountId === config.accountId && doc.region === config.region;
+    const instanceTags = local ? await tags.tagsOf(doc.instanceId) : {};
+    const selected = selectTemplates(config.templates, instanceTags, config.exclusionTagKey);
+    const instructions = instructionsFor(
+      selected,
+      registryKey(doc.accountId, doc.region, doc.instanceId),
+      `${config.agentPrefix}${caller.userId}/`,
+      nowSeconds,
+    );
+    metric('Heartbeats');
+    return json(200, {
+      instanceId: doc.instanceId,
+      nextHeartbeatSeconds: config.heartbeatIntervalSeconds,
+      telemetryBucket: config.telemetryBucket,
+      sensors: sensorSwitches(instructions),
+      instructions,
+    });
+  } catch (err) {
+    metric('HeartbeatErrors');
+    console.error(JSON.stringify({ message: 'heartbeat failed', error: String(err), instanceId: doc.instanceId }));
+    const what = err instanceof TagsUnavailableError ? 'instance tags' : 'the agent registry';
+    return json(503, { message: `${what} could not be reached; retry at the next heartbeat` }, { 'retry-after': '60' });
+  }
+}
