@@ -64,10 +64,10 @@ export function nagFindingValue(scope: IConstruct, value: string): string {
   const flatten = (v: unknown): string => {
     if (typeof v === 'string') return v;
     if (v && typeof v === 'object') {
-      const o = v as Record<string, any>;
-      if ('Ref' in o) return `<${o.Ref}>`;
-      if ('Fn::GetAtt' in o) return `<${o['Fn::GetAtt'][0]}.${o['Fn::GetAtt'][1]}>`;
-      if ('Fn::Join' in o) return (o['Fn::Join'][1] as unknown[]).map(flatten).join(o['Fn::Join'][0]);
+      const o = v as { 'Ref'?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, unknown[]] };
+      if (o.Ref !== undefined) return `<${o.Ref}>`;
+      if (o['Fn::GetAtt']) return `<${o['Fn::GetAtt'][0]}.${o['Fn::GetAtt'][1]}>`;
+      if (o['Fn::Join']) return o['Fn::Join'][1].map(flatten).join(o['Fn::Join'][0]);
     }
     return JSON.stringify(v);
   };
