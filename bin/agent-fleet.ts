@@ -5,7 +5,11 @@
  */
 import { App, AppProps, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks, PCIDSS321Checks } from 'cdk-nag';
-import { AgentBackend, AssessmentTemplate, Sensor, TelemetryStore } from '../lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import {
+  AgentAutoConfiguration, AgentBackend, AgentInstallDocument, AgentPackage, AssessmentTemplate, AutoConfigurationMode,
+  PackageFormat, Sensor, TelemetryStore,
+} from '../lib';
 
 export function createApp(props: AppProps = {}): App {
   const app = new App(props);
@@ -25,6 +29,30 @@ export function createApp(props: AppProps = {}): App {
       sensors: [Sensor.PACKAGE_INVENTORY, Sensor.SOFTWARE_CONFIGURATION],
       duration: Duration.hours(1),
     })],
+  });
+
+  // Example builds of the agent: replace the URLs and hashes with your agent's releases.
+  const agent = { version: '1.2.3', serviceName: 'security-agent' };
+  const document = new AgentInstallDocument(stack, 'InstallDocument', {
+    packages: [
+      AgentPackage.fromUrl('https://downloads.example.com/security-agent/1.2.3/security-agent-1.2.3.x86_64.rpm', {
+        ...agent, format: PackageFormat.RPM, architecture: ec2.InstanceArchitecture.X86_64,
+        sha256: '3f0a9c3e4b1d2c5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6',
+      }),
+      AgentPackage.fromUrl('https://downloads.example.com/security-agent/1.2.3/security-agent_1.2.3_amd64.deb', {
+        ...agent, format: PackageFormat.DEB, architecture: ec2.InstanceArchitecture.X86_64,
+        sha256: '9b8a7c6d5e4f30211a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081',
+      }),
+      AgentPackage.fromUrl('https://downloads.example.com/security-agent/1.2.3/security-agent-1.2.3-x64.msi', {
+        ...agent, format: PackageFormat.MSI, architecture: ec2.InstanceArchitecture.X86_64, packageName: 'Security Agent',
+        sha256: '0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091',
+      }),
+    ],
+  });
+  new AgentAutoConfiguration(stack, 'AutoConfiguration', {
+    document,
+    mode: AutoConfigurationMode.ALL_INSTANCES,
+    telemetryStore: telemetry,
   });
 
   // Any unacknowledged finding fails the synth.

@@ -1,4 +1,4 @@
-import { CfnResource, Validations } from 'aws-cdk-lib';
+import { CfnResource, Stack, Validations } from 'aws-cdk-lib';
 import { IConstruct } from 'constructs';
 
 /**
@@ -53,4 +53,23 @@ export function cfnResourceOf(construct: IConstruct): CfnResource {
     throw new Error(`${construct.node.path} has no CloudFormation resource as its default child`);
   }
   return child;
+}
+
+/**
+ * How cdk-nag prints a resource or action value in a finding id (`AwsSolutions-IAM5[Resource::...]`):
+ * intrinsics flattened — `Ref` as `<Id>`, `Fn::GetAtt` as `<Id.Attr>`, `Fn::Join` concatenated.
+ * Lets an acknowledgment name exactly the one finding even when the value holds tokens.
+ */
+export function nagFindingValue(scope: IConstruct, value: string): string {
+  const flatten = (v: unknown): string => {
+    if (typeof v === 'string') return v;
+    if (v && typeof v === 'object') {
+      const o = v as { 'Ref'?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, unknown[]] };
+      if (o.Ref !== undefined) return `<${o.Ref}>`;
+      if (o['Fn::GetAtt']) return `<${o['Fn::GetAtt'][0]}.${o['Fn::GetAtt'][1]}>`;
+      if (o['Fn::Join']) return o['Fn::Join'][1].map(flatten).join(o['Fn::Join'][0]);
+    }
+    return JSON.stringify(v);
+  };
+  return flatten(Stack.of(scope).resolve(value));
 }

@@ -5,8 +5,19 @@
  * entry point is for TypeScript and JavaScript test suites.
  */
 
-/** 64 hex digits: the SHA-256 asset hash CDK puts in asset keys, paths and parameters. */
-const ASSET_HASH = /[0-9a-f]{64}/g;
+/**
+ * A SHA-256 asset hash, only where CDK puts one: asset object keys (`<hash>.zip`), asset
+ * paths (`asset.<hash>`), legacy asset parameters and their descriptions, and container
+ * asset image tags. Other 64-hex values (a package checksum baked into a template) are
+ * real template content and stay.
+ */
+const ASSET_HASH = new RegExp([
+  '[0-9a-f]{64}(?=\\.(?:zip|json|tar|tgz|jar)\\b)',
+  '(?<=asset\\.)[0-9a-f]{64}',
+  '(?<=AssetParameters)[0-9a-f]{64}',
+  '(?<=asset (?:version )?\\\\?")[0-9a-f]{64}',
+  '(?<=container-assets-[^:"]*:)[0-9a-f]{64}',
+].join('|'), 'g');
 /** The asset bucket of the default (bootstrap) synthesizer, whatever the qualifier. */
 const ASSET_BUCKET = /cdk-[a-z0-9]+-assets-(\$\{AWS::AccountId\}|\d{12})-(\$\{AWS::Region\}|[a-z]{2}(-[a-z]+)+-\d)/g;
 /** `fn.currentVersion` logical ids end in an MD5 of the function's configuration, code hash included. */

@@ -64,17 +64,27 @@ describe('templateSnapshotSerializer', () => {
     expect(snapshot(template(buildA, { memorySize: 512 }))).not.toEqual(snapshot(template(buildA)));
   });
 
+  test('a checksum that is template content (a package SHA-256) is not mistaken for an asset hash', () => {
+    const sha = 'ab'.repeat(32);
+    const line = `PKG_RPM_X86_64_SHA256='${sha}'`;
+    expect(templateSnapshotSerializer.test(line)).toBe(false);
+    expect(normaliseAssetReferences(`${sha}.zip ${line}`)).toBe(`<asset hash>.zip ${line}`);
+    expect(normaliseAssetReferences(`asset.${sha}`)).toBe('asset.<asset hash>');
+    expect(normaliseAssetReferences(`S3 key for asset version \\"${sha}\\"`)).toBe('S3 key for asset version \\"<asset hash>\\"');
+  });
+
   test('leaves strings without asset references alone', () => {
     expect(templateSnapshotSerializer.test('arn:aws:s3:::my-bucket')).toBe(false);
     expect(templateSnapshotSerializer.test({ Bucket: 'x' })).toBe(false);
     expect(templateSnapshotSerializer.test(42)).toBe(false);
+    expect(templateSnapshotSerializer.test('a'.repeat(64))).toBe(false);
     expect(normaliseAssetReferences('cdk-hnb659fds-assets-111122223333-eu-west-1')).toBe('<asset bucket>');
   });
 
   test('the module itself can be listed in jest\'s snapshotSerializers', () => {
     expect(typeof testingModule.test).toBe('function');
     expect(typeof testingModule.serialize).toBe('function');
-    expect(testingModule.test('a'.repeat(64))).toBe(true);
+    expect(testingModule.test(`${'a'.repeat(64)}.zip`)).toBe(true);
   });
 
   test('works as a registered snapshot serializer', () => {

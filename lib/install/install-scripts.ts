@@ -1,0 +1,124 @@
+/*
+ * Renders the install scripts of an AgentInstallDocument: the script files in scripts/,
+ * read at synth, with a header of settings. Package values were validated (no quotes, no
+ * spaces, no braces) and parameters are SSM references whose values SSM checks against
+ * allowedValues / allowedPattern, so single-quoting is enough and cannot be escaped.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { AgentPackage, PackageFormat } from './agent-package';
+import { parameterReference } from './ssm-document-content';
+
+const SCRIPTS_DIR = path.join(__dirname, 'scripts');
+
+/**
+ * Settings of the scripts that are not document parameters. Only tests change them (to run
+ * the script in a sandbox without waiting); they are not props of any construct.
+ */
+export interface ScriptSettings {
+  /** Where the Linux script keeps the last good package. */
+  readonly linuxStateDir: string;
+  /** How often the service is checked after an install. */
+  readonly serviceCheckAttempts: number;
+  /** Seconds between service checks. */
+  readonly serviceCheckIntervalSeconds: number;
+}
+
+export const DEFAULT_SCRIPT_SETTINGS: ScriptSettings = {
+  linuxStateDir: '/var/lib/cdk-agent-fleet',
+  serviceCheckAttempts: 10,
+  serviceCheckIntervalSeconds: 3,
+};
+
+/** The key of a package in the scripts, e.g. `RPM_X86_64` or `MSI_ARM64`. */
+export function packageKey(pkg: AgentPackage): string {
+  const architecture = pkg.architecture === ec2.InstanceArchitecture.ARM_64 ? 'ARM64' : 'X86_64';
+  return `${pkg.format}_${architecture}`;
+}
+
+/** Where the script downloads the package from: the https URL or `s3://bucket/key`. */
+export function packageSource(pkg: AgentPackage): string {
+  if (pkg.url !== undefined) return pkg.url;
+  return `s3://${pkg.bucket!.bucketName}/${pkg.objectKey}`;
+}
+
+function packageRegion(pkg: AgentPackage): string {
+  return pkg.bucket ? pkg.bucket.env.region : '';
+}
+
+/**
+ * Single-quotes a value for bash and PowerShell alike. Validation keeps quotes out of
+ * literal values; tokens are S3 bucket names and regions, which cannot contain one.
+ */
+function quote(value: string): string {
+  if (!Token.isUnresolved(value) && /['\r\n]/.test(value)) {
+    throw new Error(`cannot embed ${JSON.stringify(value)} in an install script`);
+  }
+  return `'${value}'`;
+}
+
+function readScript(file: string): string[] {
+  const text = fs.readFileSync(path.join(SCRIPTS_DIR, file), 'utf8');
+  if (text.includes('{{')) {
+    // SSM would substitute parameters there: only the generated header may reference them.
+    throw new Error(`${file} must not contain '{{'`);
+  }
+  return text.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n');
+}
+
+/** The aws:runShellScript lines: the Linux script with its settings header. */
+export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS): string[] {
+  const linux = packages.filter((p) => p.format === PackageFormat.RPM || p.format === PackageFormat.DEB);
+  const header = [
+    '# --- settings rendered by cdk-agent-fleet at synth ---',
+    `AGENT_ACTION=${quote(parameterReference('action'))}`,
+    `AGENT_MODE=${quote(parameterReference('mode'))}`,
+    `AGENT_TAG_KEY=${quote(parameterReference('tagKey'))}`,
+    `AGENT_PROXY_URL=${quote(parameterReference('proxyUrl'))}`,
+    `AGENT_STATE_DIR=${quote(settings.linuxStateDir)}`,
+    `AGENT_SERVICE_CHECK_ATTEMPTS=${quote(String(settings.serviceCheckAttempts))}`,
+    `AGENT_SERVICE_CHECK_INTERVAL=${quote(String(settings.serviceCheckIntervalSeconds))}`,
+    `AGENT_PACKAGES=${quote(linux.map(packageKey).join(' '))}`,
+    '# shellcheck disable=SC2034 # read through ${!name} by pkg_field',
+    '{',
+    '  :',
+    ...linux.flatMap((pkg) => {
+      const key = packageKey(pkg);
+      return [
+        `  PKG_${key}_SOURCE=${quote(packageSource(pkg))}`,
+        `  PKG_${key}_REGION=${quote(packageRegion(pkg))}`,
+        `  PKG_${key}_SHA256=${quote(pkg.sha256.toLowerCase())}`,
+        `  PKG_${key}_VERSION=${quote(pkg.version)}`,
+        `  PKG_${key}_NAME=${quote(pkg.packageName)}`,
+        `  PKG_${key}_SERVICE=${quote(pkg.serviceName)}`,
+      ];
+    }),
+    '}',
+    'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_SERVICE_CHECK_ATTEMPTS AGENT_SERVICE_CHECK_INTERVAL AGENT_PACKAGES',
+    '# --- end of settings ---',
+  ];
+  const [shebang, ...body] = readScript('install-agent.sh');
+  return [shebang, ...header, ...body];
+}
+
+/** The aws:runPowerShellScript lines: the Windows script with its settings header. */
+export function renderWindowsScript(packages: AgentPackage[], settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS): string[] {
+  const msi = packages.filter((p) => p.format === PackageFormat.MSI);
+  const header = [
+    '# --- settings rendered by cdk-agent-fleet at synth ---',
+    `$AgentAction = ${quote(parameterReference('action'))}`,
+    `$AgentMode = ${quote(parameterReference('mode'))}`,
+    `$AgentTagKey = ${quote(parameterReference('tagKey'))}`,
+    `$AgentProxyUrl = ${quote(parameterReference('proxyUrl'))}`,
+    `$AgentServiceCheckAttempts = ${settings.serviceCheckAttempts}`,
+    `$AgentServiceCheckIntervalSeconds = ${settings.serviceCheckIntervalSeconds}`,
+    '$AgentPackages = @{',
+    ...msi.map((pkg) => `  ${quote(packageKey(pkg))} = @{ Source = ${quote(packageSource(pkg))}; Region = ${quote(packageRegion(pkg))}; `
+      + `Sha256 = ${quote(pkg.sha256.toLowerCase())}; Version = ${quote(pkg.version)}; Name = ${quote(pkg.packageName)}; Service = ${quote(pkg.serviceName)} }`),
+    '}',
+    '# --- end of settings ---',
+  ];
+  return [...header, ...readScript('install-agent.ps1')];
+}
