@@ -55,7 +55,7 @@ async function call<T>(action: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await retry(fn);
   } catch (err) {
-    throw new Error(describeFailure(action, err));
+    throw new Error(describeFailure(action, err), { cause: err });
   }
 }
 

@@ -33,7 +33,7 @@ describe('a sweep step that runs out of time', () => {
     expect(first.state.tally).toMatchObject({ scanned: 149, nonCompliant: 149 });
 
     // WHEN the next step resumes (with the limiter where the first left it)
-    clock.sleep(1_000);
+    await clock.sleep(1_000);
     const second = await sweepPage({ ec2, cloudwatch: noMetrics, policy, clock }, first.state);
 
     // THEN every instance was modified exactly once, and the counts add up

@@ -69,7 +69,7 @@ export async function instancesUsingImdsv1(
         MetricDataQueries: queries, StartTime: start, EndTime: end, ...(token ? { NextToken: token } : {}),
       }), { clock }).catch((err) => {
         // Without the data nobody can tell who still uses IMDSv1: stop rather than flip blindly.
-        throw Object.assign(new Error(describeFailure('cloudwatch:GetMetricData', err)), { name: 'EnforcementError' });
+        throw Object.assign(new Error(describeFailure('cloudwatch:GetMetricData', err), { cause: err }), { name: 'EnforcementError' });
       });
       for (const result of page.MetricDataResults ?? []) {
         const index = Number(result.Id?.slice(1));
