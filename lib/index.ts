@@ -1,2 +1,3 @@
 export * from './core/errors';
 export * from './telemetry/telemetry-store';
+export * from './imds/imdsv2-enforcement';

@@ -23,9 +23,14 @@ export interface PropProblem {
 export class AgentFleetValidationError extends Error {
   public readonly problems: PropProblem[];
 
-  constructor(scope: IConstruct, problems: PropProblem[]) {
+  /**
+   * @param scope the construct whose props are wrong, or a description of what took them
+   *   when that is not a construct (e.g. `"the RequireImdsv2 aspect"`)
+   */
+  constructor(scope: IConstruct | string, problems: PropProblem[]) {
     const lines = problems.map((p) => `  - ${p.prop}: got ${p.value}; allowed: ${p.allowed}`);
-    super(`Invalid props for ${scope.constructor.name} '${scope.node.path}':\n${lines.join('\n')}`);
+    const subject = typeof scope === 'string' ? scope : `${scope.constructor.name} '${scope.node.path}'`;
+    super(`Invalid props for ${subject}:\n${lines.join('\n')}`);
     this.name = 'AgentFleetValidationError';
     this.problems = problems;
     Object.setPrototypeOf(this, AgentFleetValidationError.prototype);
@@ -55,7 +60,7 @@ export function describeValue(value: unknown): string {
 export class PropsValidator {
   private readonly problems: PropProblem[] = [];
 
-  constructor(private readonly scope: IConstruct) {}
+  constructor(private readonly scope: IConstruct | string) {}
 
   /** Records a problem unless `ok`. */
   public require(ok: boolean, prop: string, value: unknown, allowed: string): void {

@@ -21,7 +21,7 @@ function create(props: Record<string, unknown> = PROPS): CloudFormationCustomRes
   return { ...BASE, RequestType: 'Create', ResourceProperties: props as any };
 }
 function update(physicalId: string, props: Record<string, unknown> = PROPS, old: Record<string, unknown> = PROPS): CloudFormationCustomResourceEvent {
-  return { ...BASE, RequestType: 'Update', PhysicalResourceId: physicalId, ResourceProperties: props as any, OldResourceProperties: old };
+  return { ...BASE, RequestType: 'Update', PhysicalResourceId: physicalId, ResourceProperties: props as any, OldResourceProperties: old as any };
 }
 function remove(physicalId: string, props: Record<string, unknown> = PROPS): CloudFormationCustomResourceEvent {
   return { ...BASE, RequestType: 'Delete', PhysicalResourceId: physicalId, ResourceProperties: props as any };
