@@ -5,7 +5,7 @@
  */
 import { App, AppProps, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks, PCIDSS321Checks } from 'cdk-nag';
-import { TelemetryStore } from '../lib';
+import { Imdsv2Enforcement, TelemetryStore } from '../lib';
 
 export function createApp(props: AppProps = {}): App {
   const app = new App(props);
@@ -15,6 +15,8 @@ export function createApp(props: AppProps = {}): App {
   });
 
   new TelemetryStore(stack, 'Telemetry');
+  // Agents in containers on a Docker bridge still reach IMDS; nothing further away does.
+  new Imdsv2Enforcement(stack, 'ImdsEnforcement', { hopLimit: 2 });
 
   // Any unacknowledged finding fails the synth.
   Validations.of(app).addPlugins(
