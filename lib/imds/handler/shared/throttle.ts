@@ -72,6 +72,12 @@ export interface TokenBucketOptions {
   readonly resumeFrom?: LimiterState;
   /** The rate never drops below this when throttled. @default refillPerSecond / 10 */
   readonly minRatePerSecond?: number;
+  /**
+   * Tokens kept in reserve. EC2's bucket starts refilling when a request reaches it, a
+   * request's latency after this mirror does; the reserve absorbs that head start.
+   * @default 1
+   */
+  readonly reserve?: number;
 }
 
 /**
@@ -88,17 +94,19 @@ export class AdaptiveTokenBucket {
   private rate: number;
   private lastDecrease = Number.NEGATIVE_INFINITY;
   private readonly minRate: number;
+  private readonly capacity: number;
 
   constructor(private readonly options: TokenBucketOptions) {
     const now = options.clock.now();
     this.minRate = options.minRatePerSecond ?? options.refillPerSecond / 10;
+    this.capacity = Math.max(1, options.capacity - (options.reserve ?? 1));
     const resume = options.resumeFrom;
     if (resume && Number.isFinite(resume.tokens) && Number.isFinite(resume.at) && resume.at <= now) {
       this.rate = clamp(resume.ratePerSecond, this.minRate, options.refillPerSecond);
-      this.tokens = Math.min(options.capacity, resume.tokens + ((now - resume.at) / 1000) * options.refillPerSecond);
+      this.tokens = Math.min(this.capacity, resume.tokens + ((now - resume.at) / 1000) * options.refillPerSecond);
     } else {
       this.rate = options.refillPerSecond;
-      this.tokens = options.capacity;
+      this.tokens = this.capacity;
     }
     this.last = now;
   }
@@ -140,7 +148,7 @@ export class AdaptiveTokenBucket {
     const now = this.options.clock.now();
     // Only refill a bucket that has not been over-reserved: reservations wait in take().
     const refilled = this.tokens + ((now - this.last) / 1000) * this.rate;
-    this.tokens = Math.min(this.options.capacity, refilled);
+    this.tokens = Math.min(this.capacity, refilled);
     this.last = now;
   }
 }
