@@ -1,4 +1,4 @@
-import { App, Aspects, Fn, Lazy, Stack } from 'aws-cdk-lib';
+import { App, Aspects, CfnParameter, Fn, Lazy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { AgentFleetErrors, RequireImdsv2, RequireImdsv2Props } from '../../lib';
@@ -14,11 +14,17 @@ function withAspect(stack: Stack, props: RequireImdsv2Props = { hopLimit: 2 }) {
   return Template.fromStack(stack);
 }
 
+/** An AMI id as a parameter: a literal one draws a portability warning from CloudFormation's validator. */
+function ami(stack: Stack): string {
+  const existing = stack.node.tryFindChild('Ami') as CfnParameter | undefined;
+  return (existing ?? new CfnParameter(stack, 'Ami', { type: 'AWS::EC2::Image::Id' })).valueAsString;
+}
+
 const REQUIRED = { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled', InstanceMetadataTags: 'enabled' };
 
 function vpcAndImage(stack: Stack) {
   const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0, subnetConfiguration: [{ name: 'p', subnetType: ec2.SubnetType.PUBLIC }] });
-  const machineImage = ec2.MachineImage.genericLinux({ 'eu-west-1': 'ami-0123456789abcdef0' });
+  const machineImage = ec2.MachineImage.latestAmazonLinux2023();
   return { vpc, machineImage, instanceType: new ec2.InstanceType('t3.micro') };
 }
 
@@ -38,14 +44,14 @@ describe('RequireImdsv2 on instances', () => {
 
   test('sets them on a CfnInstance, keeping the options it does not govern', () => {
     const { stack } = appStack();
-    new ec2.CfnInstance(stack, 'Instance', { imageId: 'ami-0123456789abcdef0', metadataOptions: { httpProtocolIpv6: 'enabled' } });
+    new ec2.CfnInstance(stack, 'Instance', { imageId: ami(stack), metadataOptions: { httpProtocolIpv6: 'enabled' } });
     withAspect(stack).hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: { ...REQUIRED, HttpProtocolIpv6: 'enabled' } });
   });
 
   test('replaces explicit weaker values and says which', () => {
     const { stack } = appStack();
     const instance = new ec2.CfnInstance(stack, 'Instance', {
-      imageId: 'ami-0123456789abcdef0',
+      imageId: ami(stack),
       metadataOptions: { httpTokens: 'optional', httpPutResponseHopLimit: 1, httpEndpoint: 'disabled' },
     });
     withAspect(stack).hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: REQUIRED });
@@ -56,7 +62,7 @@ describe('RequireImdsv2 on instances', () => {
   test('replaces token values of single options, naming them as tokens', () => {
     const { stack } = appStack();
     new ec2.CfnInstance(stack, 'Instance', {
-      imageId: 'ami-0123456789abcdef0',
+      imageId: ami(stack),
       metadataOptions: { httpTokens: Fn.importValue('TokensSetting') },
     });
     const template = withAspect(stack);
@@ -67,7 +73,7 @@ describe('RequireImdsv2 on instances', () => {
   test('warns and leaves MetadataOptions alone when they are a token', () => {
     const { stack } = appStack();
     new ec2.CfnInstance(stack, 'Instance', {
-      imageId: 'ami-0123456789abcdef0',
+      imageId: ami(stack),
       metadataOptions: Lazy.any({ produce: () => ({ httpTokens: 'optional' }) }),
     });
     const template = withAspect(stack);
@@ -89,9 +95,9 @@ describe('RequireImdsv2 on instances', () => {
 describe('RequireImdsv2 on launch templates', () => {
   test('sets the metadata options of an L2 LaunchTemplate', () => {
     const { stack } = appStack();
-    new ec2.LaunchTemplate(stack, 'Template', { machineImage: ec2.MachineImage.genericLinux({ 'eu-west-1': 'ami-0123456789abcdef0' }) });
+    new ec2.LaunchTemplate(stack, 'Template', { machineImage: ec2.MachineImage.latestAmazonLinux2023() });
     withAspect(stack).hasResourceProperties('AWS::EC2::LaunchTemplate', {
-      LaunchTemplateData: { MetadataOptions: REQUIRED, ImageId: 'ami-0123456789abcdef0' },
+      LaunchTemplateData: { MetadataOptions: REQUIRED, ImageId: Match.anyValue() },
     });
   });
 
@@ -122,8 +128,8 @@ describe('RequireImdsv2 on launch templates', () => {
 describe('RequireImdsv2 props', () => {
   test('warns once per stack about a hop limit above 2', () => {
     const { stack } = appStack();
-    new ec2.CfnInstance(stack, 'A', { imageId: 'ami-0123456789abcdef0' });
-    new ec2.CfnInstance(stack, 'B', { imageId: 'ami-0123456789abcdef0' });
+    new ec2.CfnInstance(stack, 'A', { imageId: ami(stack) });
+    new ec2.CfnInstance(stack, 'B', { imageId: ami(stack) });
     withAspect(stack, { hopLimit: 3 }).hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: { HttpPutResponseHopLimit: 3 } });
     const warnings = Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('IMDS hop limit 3'));
     expect(warnings).toHaveLength(1);
