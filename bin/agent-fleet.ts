@@ -8,7 +8,7 @@ import { AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks, PCIDSS321Ch
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import {
   AgentAutoConfiguration, AgentBackend, AgentInstallDocument, AgentPackage, AssessmentTemplate, AutoConfigurationMode,
-  PackageFormat, Sensor, TelemetryStore,
+  Imdsv2Enforcement, PackageFormat, Sensor, TelemetryStore,
 } from '../lib';
 
 export function createApp(props: AppProps = {}): App {
@@ -54,6 +54,9 @@ export function createApp(props: AppProps = {}): App {
     mode: AutoConfigurationMode.ALL_INSTANCES,
     telemetryStore: telemetry,
   });
+
+  // Agents in containers on a Docker bridge still reach IMDS; nothing further away does.
+  new Imdsv2Enforcement(stack, 'ImdsEnforcement', { hopLimit: 2 });
 
   // Any unacknowledged finding fails the synth.
   Validations.of(app).addPlugins(

@@ -24,7 +24,8 @@ export class AgentFleetValidationError extends Error {
   public readonly problems: PropProblem[];
 
   /**
-   * @param scope the construct whose props are bad, or a name for something that is not a construct
+   * @param scope the construct whose props are wrong, or a description of what took them
+   *   when that is not a construct (e.g. `"the RequireImdsv2 aspect"`)
    */
   constructor(scope: IConstruct | string, problems: PropProblem[]) {
     const lines = problems.map((p) => `  - ${p.prop}: got ${p.value}; allowed: ${p.allowed}`);

@@ -1,0 +1,283 @@
+/*
+ * Applies the IMDS policy to instances: judge each (policy.ts), hold back the ones still
+ * using IMDSv1 (imdsv1-usage.ts), and modify the rest at EC2's rate (throttle.ts).
+ * `sweepPage` is one checkpointed step of the fleet sweep; `enforceInstances` also serves
+ * the instance-running handler and the benchmark.
+ */
+import { instancesUsingImdsv1, MetricsApi } from './imdsv1-usage';
+import { describeFilters, evaluate, ImdsPolicy, InstanceView, MetadataOptionsChange } from './policy';
+import {
+  AdaptiveTokenBucket, Clock, describeFailure, errorCode, isThrottling, isTransient, LimiterState, withRetries,
+} from './throttle';
+
+/** The subset of EC2 the enforcement needs (the SDK client or a simulation). */
+export interface Ec2Api {
+  describeInstances(input: DescribeInstancesInput): Promise<DescribeInstancesOutput>;
+  modifyInstanceMetadataOptions(input: MetadataOptionsChange): Promise<unknown>;
+}
+
+export interface DescribeInstancesInput {
+  Filters: Array<{ Name: string; Values: string[] }>;
+  MaxResults?: number;
+  NextToken?: string;
+}
+
+export interface DescribeInstancesOutput {
+  Reservations?: ReadonlyArray<{ Instances?: readonly InstanceView[] }>;
+  NextToken?: string;
+}
+
+/** EC2's published bucket for ModifyInstanceMetadataOptions, per account and region. */
+export const MODIFY_BUCKET = { capacity: 100, refillPerSecond: 5 };
+/** DescribeInstances pages hold at most this many instances. */
+export const PAGE_SIZE = 1000;
+/** Calls in flight at once: enough to keep the bucket's rate despite API latency. */
+const CONCURRENCY = 8;
+/** Throttled attempts of one modification before it is reported as failed. */
+const MODIFY_ATTEMPTS = 10;
+/** Lists capped so the sweep state stays far below Step Functions' 256 KB payload limit. */
+const MAX_LISTED = 200;
+
+/** Counts of one run. In ENFORCE mode `nonCompliant = modified + skipped + failed`. */
+export interface Tally {
+  /** Instances listed (in the scope's tags and a live state). */
+  scanned: number;
+  /** Already compliant: no call made. */
+  compliant: number;
+  /** Carrying the exemption tag: never modified. */
+  exempt: number;
+  /** Non-compliant, but made IMDSv1 calls within the look-back window: not modified. */
+  atRisk: number;
+  /** Non-compliant and not at risk: what ENFORCE modifies (and AUDIT only reports). */
+  nonCompliant: number;
+  modified: number;
+  /** Gone or changed between listing and modifying (terminated, state change): not a failure. */
+  skipped: number;
+  failed: number;
+}
+
+export interface Failure {
+  readonly instanceId: string;
+  readonly reason: string;
+}
+
+export interface EnforcementResult {
+  readonly tally: Tally;
+  readonly failures: Failure[];
+  readonly atRiskInstanceIds: string[];
+  /** Changes not yet made because the deadline came; the caller resumes them. */
+  readonly pending: string[];
+}
+
+export interface EnforceOptions {
+  readonly ec2: Ec2Api;
+  readonly cloudwatch: MetricsApi;
+  readonly policy: ImdsPolicy;
+  readonly clock: Clock;
+  readonly limiter: AdaptiveTokenBucket;
+  /** No new modification starts after this time (clock ms). @default - none */
+  readonly deadline?: number;
+}
+
+export function emptyTally(): Tally {
+  return { scanned: 0, compliant: 0, exempt: 0, atRisk: 0, nonCompliant: 0, modified: 0, skipped: 0, failed: 0 };
+}
+
+export function addTally(a: Tally, b: Tally): Tally {
+  const sum = emptyTally();
+  for (const key of Object.keys(sum) as Array<keyof Tally>) sum[key] = (a[key] ?? 0) + (b[key] ?? 0);
+  return sum;
+}
+
+/**
+ * Judges the instances and, in ENFORCE mode, modifies the non-compliant ones that are
+ * neither exempt nor at risk. Already-compliant instances cost no call.
+ */
+export async function enforceInstances(options: EnforceOptions, instances: readonly InstanceView[]): Promise<EnforcementResult> {
+  const { policy } = options;
+  const tally = emptyTally();
+  const candidates: MetadataOptionsChange[] = [];
+  for (const instance of instances) {
+    const verdict = evaluate(instance, policy);
+    if (verdict.kind === 'gone' || verdict.kind === 'out-of-scope') continue;
+    tally.scanned++;
+    if (verdict.kind === 'compliant') tally.compliant++;
+    else if (verdict.kind === 'exempt') tally.exempt++;
+    else candidates.push(verdict.change);
+  }
+
+  const usingV1 = await instancesUsingImdsv1(
+    options.cloudwatch, candidates.map((c) => c.InstanceId), policy.imdsv1LookbackDays, options.clock);
+  const atRiskInstanceIds = candidates.filter((c) => usingV1.has(c.InstanceId)).map((c) => c.InstanceId);
+  const changes = candidates.filter((c) => !usingV1.has(c.InstanceId));
+  tally.atRisk = atRiskInstanceIds.length;
+  tally.nonCompliant = changes.length;
+
+  if (policy.mode === 'AUDIT') {
+    return { tally, failures: [], atRiskInstanceIds, pending: [] };
+  }
+  const applied = await applyChanges(options, changes);
+  return { tally: addTally(tally, applied.tally), failures: applied.failures, atRiskInstanceIds, pending: applied.pending };
+}
+
+/**
+ * Makes the calls, at most CONCURRENCY at a time, each after taking a token. Instances that
+ * vanished are skipped, throttling is retried, anything else is a failure of that instance.
+ */
+async function applyChanges(options: EnforceOptions, changes: readonly MetadataOptionsChange[]) {
+  const tally = emptyTally();
+  const failures: Failure[] = [];
+  const pending: string[] = [];
+  let next = 0;
+
+  const worker = async (): Promise<void> => {
+    while (next < changes.length) {
+      const change = changes[next++];
+      if (options.deadline !== undefined && options.clock.now() >= options.deadline) {
+        pending.push(change.InstanceId);
+        continue;
+      }
+      const outcome = await modifyOne(options, change);
+      if (outcome === 'modified') tally.modified++;
+      else if (outcome === 'skipped') tally.skipped++;
+      else {
+        tally.failed++;
+        failures.push({ instanceId: change.InstanceId, reason: outcome.reason });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, changes.length) }, worker));
+  return { tally, failures, pending };
+}
+
+const VANISHED = new Set(['InvalidInstanceID.NotFound', 'InvalidInstanceID.Malformed', 'IncorrectInstanceState']);
+
+async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange): Promise<'modified' | 'skipped' | { reason: string }> {
+  for (let attempt = 1; ; attempt++) {
+    await options.limiter.take();
+    try {
+      await options.ec2.modifyInstanceMetadataOptions(change);
+      options.limiter.onSuccess();
+      return 'modified';
+    } catch (err) {
+      if (VANISHED.has(errorCode(err))) return 'skipped';
+      const retriable = isThrottling(err) || isTransient(err);
+      if (isThrottling(err)) options.limiter.onThrottled();
+      if (!retriable || attempt >= MODIFY_ATTEMPTS) {
+        return { reason: describeFailure('ec2:ModifyInstanceMetadataOptions', err) };
+      }
+      if (!isThrottling(err)) await options.clock.sleep(Math.min(10_000, 200 * 2 ** attempt));
+    }
+  }
+}
+
+/** The checkpoint the state machine carries from one page to the next. */
+export interface SweepState {
+  /** Where DescribeInstances continues; absent for the first page. */
+  readonly nextToken?: string;
+  /** Instances of the last page whose change the deadline interrupted. */
+  readonly pending?: string[];
+  readonly pages?: number;
+  readonly tally?: Tally;
+  readonly failures?: Failure[];
+  readonly atRiskInstanceIds?: string[];
+  readonly limiter?: LimiterState;
+  /** True once every page has been handled. */
+  readonly done?: boolean;
+}
+
+export interface SweepPageResult {
+  readonly state: SweepState;
+  /** What this invocation alone did (for per-page metrics). */
+  readonly page: Tally;
+  readonly describeCalls: number;
+}
+
+/**
+ * One step of the sweep: resumes the interrupted changes of the previous page if any,
+ * otherwise lists the next page (MaxResults 1000) and enforces the policy on it.
+ * Stops starting changes at `deadline` and hands the rest to the next step.
+ */
+export async function sweepPage(
+  options: Omit<EnforceOptions, 'limiter'>,
+  state: SweepState,
+): Promise<SweepPageResult> {
+  const limiter = new AdaptiveTokenBucket({ ...MODIFY_BUCKET, clock: options.clock, resumeFrom: state.limiter });
+  const enforce = { ...options, limiter };
+  let describeCalls = 0;
+  let instances: InstanceView[];
+  let nextToken: string | undefined;
+
+  if (state.pending && state.pending.length > 0) {
+    // Look again before changing: an instance may have been exempted or terminated meanwhile.
+    instances = [];
+    for (let i = 0; i < state.pending.length; i += 200) {
+      const ids = state.pending.slice(i, i + 200);
+      describeCalls++;
+      const page = await describe(options, {
+        Filters: [...describeFilters(options.policy), { Name: 'instance-id', Values: ids }],
+      });
+      instances.push(...instancesOf(page));
+    }
+    nextToken = state.nextToken;
+  } else {
+    describeCalls++;
+    const page = await describe(options, {
+      Filters: describeFilters(options.policy),
+      MaxResults: PAGE_SIZE,
+      ...(state.nextToken ? { NextToken: state.nextToken } : {}),
+    });
+    instances = instancesOf(page);
+    nextToken = page.NextToken || undefined;
+  }
+
+  const resuming = state.pending?.length ?? 0;
+  // Resumed instances passed the IMDSv1 check minutes ago: no need to ask CloudWatch again.
+  const policy = resuming > 0 ? { ...options.policy, imdsv1LookbackDays: 0 } : options.policy;
+  const result = await enforceInstances({ ...enforce, policy }, instances);
+  let page = result.tally;
+  if (resuming > 0) {
+    // Already counted as scanned and non-compliant when first listed: only outcomes are new.
+    // Whatever neither changed nor failed nor waits again has vanished, was exempted or was fixed meanwhile.
+    const { modified, failed } = page;
+    page = { ...emptyTally(), modified, failed, skipped: resuming - modified - failed - result.pending.length };
+  }
+
+  const tally = addTally(state.tally ?? emptyTally(), page);
+  const pending = result.pending;
+  return {
+    page,
+    describeCalls,
+    state: {
+      ...(nextToken ? { nextToken } : {}),
+      ...(pending.length > 0 ? { pending } : {}),
+      pages: (state.pages ?? 0) + (state.pending?.length ? 0 : 1),
+      tally,
+      failures: [...(state.failures ?? []), ...result.failures].slice(0, MAX_LISTED),
+      atRiskInstanceIds: [...(state.atRiskInstanceIds ?? []), ...result.atRiskInstanceIds].slice(0, MAX_LISTED),
+      limiter: limiter.snapshot(),
+      done: !nextToken && pending.length === 0,
+    },
+  };
+}
+
+/** DescribeInstances with retries; a failure that remains says what was denied or broke. */
+export async function describe(options: Pick<EnforceOptions, 'ec2' | 'clock'>, input: DescribeInstancesInput): Promise<DescribeInstancesOutput> {
+  try {
+    return await withRetries(() => options.ec2.describeInstances(input), { clock: options.clock });
+  } catch (err) {
+    throw new EnforcementError(describeFailure('ec2:DescribeInstances', err), err);
+  }
+}
+
+/** A failure of a whole step (not of one instance), with a reason an operator can act on. */
+export class EnforcementError extends Error {
+  constructor(message: string, public override readonly cause?: unknown) {
+    super(message);
+    this.name = 'EnforcementError';
+  }
+}
+
+export function instancesOf(page: DescribeInstancesOutput): InstanceView[] {
+  return (page.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+}

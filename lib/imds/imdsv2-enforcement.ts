@@ -1,0 +1,552 @@
+import { ArnFormat, CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { handlerCode } from '../core/handler-code';
+import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
+import { PropsValidator } from '../core/validation';
+import { validateHopLimit, warnOnWideHopLimit } from './hop-limit';
+
+/**
+ * What Imdsv2Enforcement does with instances that do not comply.
+ */
+export enum ImdsEnforcementMode {
+  /** Modify non-compliant instances and set the account defaults for new ones. */
+  ENFORCE = 'ENFORCE',
+  /** Find and report non-compliant instances; change nothing, not even the account defaults. */
+  AUDIT = 'AUDIT',
+}
+
+/**
+ * Properties of an Imdsv2Enforcement.
+ */
+export interface Imdsv2EnforcementProps {
+  /**
+   * The HTTP PUT response hop limit of IMDSv2 tokens, per fleet class:
+   * - `1`: only processes on the host itself reach IMDS;
+   * - `2`: also containers on a Docker bridge network (the bridge adds a hop) — they can
+   *   then read the instance role's credentials too;
+   * - `3`: also overlay networks and Docker-in-Docker.
+   *
+   * An integer from 1 to 64. Values above 2 are allowed with a warning.
+   */
+  readonly hopLimit: number;
+
+  /**
+   * ENFORCE modifies; AUDIT only finds and reports.
+   *
+   * @default ImdsEnforcementMode.ENFORCE
+   */
+  readonly mode?: ImdsEnforcementMode;
+
+  /**
+   * Only instances carrying all of these tags (exact key and value) are enforced.
+   *
+   * @default - every instance in the account and region
+   */
+  readonly instanceTags?: Record<string, string>;
+
+  /**
+   * Instances tagged with this key and the value `true` (in any case) are never modified,
+   * and are reported as exempt. The handlers' IAM policy denies modifying them as well.
+   *
+   * @default 'ImdsEnforcementExempt'
+   */
+  readonly exemptionTagKey?: string;
+
+  /**
+   * Whether instance metadata tags must be enabled. Agents read their exclusion tag from
+   * IMDS (`/latest/meta-data/tags/instance/<key>`). When false, the setting is left as it is.
+   *
+   * @default true
+   */
+  readonly instanceMetadataTags?: boolean;
+
+  /**
+   * Whether to hold back instances that still made IMDSv1 calls recently (CloudWatch
+   * metric `MetadataNoToken`): they are reported as at risk and not modified, because
+   * requiring IMDSv2 would break whatever makes those calls.
+   *
+   * @default true
+   */
+  readonly protectImdsv1Users?: boolean;
+
+  /**
+   * How many days back `MetadataNoToken` is read. A whole number from 1 to 455.
+   *
+   * @default 14
+   */
+  readonly imdsv1LookbackDays?: number;
+
+  /**
+   * Whether to set the account's IMDS defaults for new instances in this region
+   * (`ModifyInstanceMetadataDefaults`) to the same settings. Deleting the enforcement
+   * restores the previous defaults, except that HttpTokens stays `required`.
+   * Only in ENFORCE mode.
+   *
+   * @default true
+   */
+  readonly accountDefaults?: boolean;
+
+  /**
+   * Whether instances that enter `running` are enforced at once (an EventBridge rule),
+   * rather than only by the next sweep.
+   *
+   * @default true
+   */
+  readonly enforceOnLaunch?: boolean;
+
+  /**
+   * VPC to run the handlers in. They call only AWS APIs (EC2, CloudWatch, Step Functions,
+   * SQS): the subnets need a route to them, through a NAT gateway or interface endpoints.
+   *
+   * @default - the handlers run outside any VPC
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Subnets of `vpc` for the handlers. Only together with `vpc`.
+   *
+   * @default - the private subnets of `vpc`
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * How long the handlers' and the sweep's logs are kept.
+   *
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * Customer-managed key that encrypts the log groups and the dead-letter queue. A key you
+   * bring must allow the CloudWatch Logs service principal of this region to use it.
+   *
+   * @default - a new key with automatic yearly rotation
+   */
+  readonly encryptionKey?: kms.IKey;
+
+  /**
+   * What happens to the log groups and the key created here when they leave the stack.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** How long CloudFormation waits for the custom resource before it fails it. */
+const SERVICE_TIMEOUT = Duration.minutes(5);
+
+/**
+ * Requires IMDSv2, with a chosen hop limit, on the EC2 instances of an account and region:
+ * the ones that exist, and the ones still to come.
+ *
+ * - A custom resource sets the account defaults for new instances and starts a sweep; it
+ *   answers CloudFormation within seconds, whatever the size of the fleet.
+ * - The sweep, a Step Functions state machine, pages through DescribeInstances (1,000 at a
+ *   time, checkpointed) and modifies the non-compliant instances at the rate of EC2's token
+ *   bucket for `ModifyInstanceMetadataOptions` (100 burst, 5 per second). It reports
+ *   scanned, compliant, modified, exempt, at-risk and failed instances as CloudWatch metrics
+ *   (namespace `AgentFleet/ImdsEnforcement`) and a JSON log line.
+ * - An EventBridge rule applies the same policy to each instance that enters `running`.
+ *
+ * Deleting it never sets HttpTokens back to optional on any instance.
+ */
+export class Imdsv2Enforcement extends Construct {
+  /** The state machine that sweeps the fleet; start an execution to sweep again. */
+  public readonly sweep: sfn.IStateMachine;
+
+  /** The function that applies the policy to one page of instances. */
+  public readonly sweepFunction: lambda.IFunction;
+
+  /** The function that applies the policy to each instance entering `running`, if enabled. */
+  public readonly launchFunction?: lambda.IFunction;
+
+  /** Launch events and custom resource requests that failed after their retries. */
+  public readonly deadLetterQueue: sqs.IQueue;
+
+  /** The key that encrypts the log groups and the dead-letter queue. */
+  public readonly encryptionKey: kms.IKey;
+
+  /** The hop limit enforced. */
+  public readonly hopLimit: number;
+
+  /** The mode it runs in. */
+  public readonly mode: ImdsEnforcementMode;
+
+  constructor(scope: Construct, id: string, props: Imdsv2EnforcementProps) {
+    super(scope, id);
+    validateProps(this, props);
+    warnOnWideHopLimit(this, props.hopLimit);
+
+    const stack = Stack.of(this);
+    this.hopLimit = props.hopLimit;
+    this.mode = props.mode ?? ImdsEnforcementMode.ENFORCE;
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    const exemptionTagKey = props.exemptionTagKey ?? 'ImdsEnforcementExempt';
+    const instanceTags = props.instanceTags ?? {};
+    const policy = {
+      mode: this.mode,
+      hopLimit: props.hopLimit,
+      instanceMetadataTags: props.instanceMetadataTags ?? true,
+      instanceTags,
+      exemptionTagKey,
+      imdsv1LookbackDays: (props.protectImdsv1Users ?? true) ? (props.imdsv1LookbackDays ?? 14) : 0,
+    };
+    const enforce = this.mode === ImdsEnforcementMode.ENFORCE;
+
+    this.encryptionKey = props.encryptionKey ?? this.createKey(removalPolicy);
+    const logGroup = (name: string) => new logs.LogGroup(this, `${name}Logs`, {
+      retention, encryptionKey: this.encryptionKey, removalPolicy,
+    });
+
+    // One role for the two functions that look at and modify instances.
+    const enforcerRole = new iam.Role(this, 'EnforcerRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Applies the IMDS policy of ${this.node.path} to EC2 instances`,
+    });
+    const enforcerPolicy = new iam.ManagedPolicy(this, 'EnforcerPolicy', {
+      description: `What the IMDS sweep and launch handlers of ${this.node.path} may do`,
+      roles: [enforcerRole],
+    });
+    enforcerPolicy.addStatements(new iam.PolicyStatement({
+      sid: 'ListInstancesAndReadImdsv1Usage',
+      // Neither action supports resource-level permissions.
+      actions: ['ec2:DescribeInstances', 'cloudwatch:GetMetricData'],
+      resources: ['*'],
+    }));
+    if (enforce) {
+      enforcerPolicy.addStatements(new iam.PolicyStatement({
+        sid: 'ModifyMetadataOptionsOfInScopeInstancesNotExempt',
+        actions: ['ec2:ModifyInstanceMetadataOptions'],
+        resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+        conditions: {
+          StringNotEqualsIgnoreCase: { [`aws:ResourceTag/${exemptionTagKey}`]: 'true' },
+          ...(Object.keys(instanceTags).length > 0
+            ? { StringEquals: Object.fromEntries(Object.entries(instanceTags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])) }
+            : {}),
+        },
+      }));
+    }
+    const policyJson = stack.toJsonString(policy);
+    const dlq = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: this.encryptionKey,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy,
+    });
+    this.deadLetterQueue = dlq;
+    const fn = (name: string, options: {
+      handler: string; description: string; timeout: Duration; role: iam.IRole; logGroup: logs.ILogGroup;
+      concurrency: number; asynchronous: boolean;
+    }) => {
+      const f = new lambda.Function(this, name, {
+        description: options.description,
+        runtime: lambda.Runtime.NODEJS_24_X,
+        architecture: lambda.Architecture.ARM_64,
+        handler: 'index.handler',
+        code: handlerCode('imds', options.handler),
+        timeout: options.timeout,
+        memorySize: 256,
+        role: options.role,
+        logGroup: options.logGroup,
+        reservedConcurrentExecutions: options.concurrency,
+        environment: { IMDS_POLICY: policyJson },
+        ...(props.vpc ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets, allowPublicSubnet: false } : {}),
+      });
+      if (options.asynchronous) {
+        // Set on the L1: the role does not take policy updates, the DLQ statement is granted below.
+        (f.node.defaultChild as lambda.CfnFunction).deadLetterConfig = { targetArn: dlq.queueArn };
+      }
+      return f;
+    };
+
+    // The sweep: a state machine looping one Lambda over DescribeInstances pages.
+    const sweepLogs = logGroup('Sweep');
+    const sweepFunction = fn('SweepFunction', {
+      handler: 'sweep-page',
+      description: 'Applies the IMDS policy to one page of instances (Imdsv2Enforcement sweep)',
+      timeout: Duration.minutes(15),
+      role: enforcerRole.withoutPolicyUpdates(),
+      logGroup: sweepLogs,
+      // One step at a time: two sweeps at once would only throttle each other.
+      concurrency: 1,
+      asynchronous: false,
+    });
+    this.sweepFunction = sweepFunction;
+    const stateMachineLogs = logGroup('StateMachine');
+    const stateMachine = this.createSweep(sweepFunction, stateMachineLogs);
+    this.sweep = stateMachine.machine;
+    const logWriters = [sweepLogs];
+
+    // New instances: EventBridge on instances entering running.
+    if (props.enforceOnLaunch ?? true) {
+      const launchLogs = logGroup('Launch');
+      logWriters.push(launchLogs);
+      const launchFunction = fn('LaunchFunction', {
+        handler: 'instance-running',
+        description: 'Applies the IMDS policy to an instance entering running (Imdsv2Enforcement)',
+        timeout: Duration.minutes(2),
+        role: enforcerRole.withoutPolicyUpdates(),
+        logGroup: launchLogs,
+        // A mass launch queues up (Lambda retries throttled events for hours) instead of
+        // draining EC2's modify bucket from many handlers at once.
+        concurrency: 5,
+        asynchronous: true,
+      });
+      launchFunction.configureAsyncInvoke({ retryAttempts: 2, maxEventAge: Duration.hours(6) });
+      enforcerPolicy.addStatements(...deadLetterStatements(dlq, this.encryptionKey));
+      this.launchFunction = launchFunction;
+      const rule = new events.Rule(this, 'InstanceRunning', {
+        description: 'Enforces the IMDS policy on each EC2 instance that enters running',
+        eventPattern: {
+          source: ['aws.ec2'],
+          detailType: ['EC2 Instance State-change Notification'],
+          detail: { state: ['running'] },
+        },
+        targets: [new targets.LambdaFunction(launchFunction, { deadLetterQueue: dlq, retryAttempts: 8, maxEventAge: Duration.hours(6) })],
+      });
+      rule.node.addDependency(enforcerPolicy);
+    }
+    enforcerPolicy.addStatements(writeLogsStatement(logWriters));
+
+    // The custom resource: CloudFormation invokes this function directly, with a short service timeout.
+    const onEventRole = new iam.Role(this, 'OnEventRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Sets the account IMDS defaults and starts the sweep of ${this.node.path}`,
+    });
+    const onEventLogs = logGroup('OnEvent');
+    const onEventPolicy = new iam.ManagedPolicy(this, 'OnEventPolicy', {
+      description: `What the custom resource handler of ${this.node.path} may do`,
+      roles: [onEventRole],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'ReadAndSetAccountImdsDefaults',
+          // Account-level settings: no resource-level permissions exist. Granted in AUDIT mode
+          // too, so that switching modes can still restore the defaults recorded before.
+          actions: ['ec2:GetInstanceMetadataDefaults', 'ec2:ModifyInstanceMetadataDefaults'],
+          resources: ['*'],
+        }),
+        new iam.PolicyStatement({
+          sid: 'StartAndListSweeps',
+          actions: ['states:StartExecution', 'states:ListExecutions'],
+          resources: [stateMachine.machine.stateMachineArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'StopSupersededSweeps',
+          actions: ['states:StopExecution'],
+          resources: [stack.formatArn({
+            service: 'states', resource: 'execution', resourceName: `${stateMachine.machine.stateMachineName}:*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          })],
+        }),
+        writeLogsStatement([onEventLogs]),
+      ],
+    });
+    onEventPolicy.addStatements(...deadLetterStatements(dlq, this.encryptionKey));
+    const onEventFunction = fn('OnEventFunction', {
+      handler: 'on-event',
+      description: 'Custom resource of Imdsv2Enforcement: sets account IMDS defaults and starts the sweep',
+      timeout: Duration.minutes(1),
+      role: onEventRole.withoutPolicyUpdates(),
+      logGroup: onEventLogs,
+      concurrency: 1,
+      asynchronous: true,
+    });
+
+    const resource = new CustomResource(this, 'Resource', {
+      resourceType: 'Custom::Imdsv2Enforcement',
+      serviceToken: onEventFunction.functionArn,
+      serviceTimeout: SERVICE_TIMEOUT,
+      properties: {
+        Policy: policy,
+        StateMachineArn: stateMachine.machine.stateMachineArn,
+        AccountDefaults: String(props.accountDefaults ?? true),
+      },
+    });
+    // The handlers need their permissions before the first request and until the last.
+    resource.node.addDependency(onEventPolicy, enforcerPolicy, stateMachine.policy);
+
+    this.acknowledgeFindings({
+      enforcerPolicy, onEventPolicy, stateMachine: stateMachine.machine, stateMachinePolicy: stateMachine.policy, sweepFunction,
+      functions: props.vpc ? [] : [sweepFunction, onEventFunction, ...(this.launchFunction ? [this.launchFunction as lambda.Function] : [])],
+    });
+  }
+
+  private createKey(removalPolicy: RemovalPolicy): kms.IKey {
+    const stack = Stack.of(this);
+    const key = new kms.Key(this, 'Key', {
+      description: `Encrypts the logs and dead letters of ${this.node.path}`,
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'CloudWatchLogsOfThisAccount',
+      principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+      actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+      resources: ['*'],
+      conditions: {
+        ArnLike: {
+          'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+        },
+      },
+    }));
+    return key;
+  }
+
+  private createSweep(sweepFunction: lambda.IFunction, logGroup: logs.ILogGroup) {
+    const role = new iam.Role(this, 'SweepRole', {
+      assumedBy: new iam.ServicePrincipal('states.amazonaws.com'),
+      description: `Runs the IMDS sweep of ${this.node.path}`,
+    });
+    const policy = new iam.ManagedPolicy(this, 'SweepPolicy', {
+      description: `What the IMDS sweep state machine of ${this.node.path} may do`,
+      roles: [role],
+      statements: [
+        new iam.PolicyStatement({ sid: 'InvokeSweepStep', actions: ['lambda:InvokeFunction'], resources: [sweepFunction.functionArn] }),
+        new iam.PolicyStatement({
+          sid: 'DeliverExecutionLogs',
+          // CloudWatch Logs vended log delivery does not support resource-level permissions.
+          actions: [
+            'logs:CreateLogDelivery', 'logs:GetLogDelivery', 'logs:UpdateLogDelivery', 'logs:DeleteLogDelivery',
+            'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:DescribeResourcePolicies', 'logs:DescribeLogGroups',
+          ],
+          resources: ['*'],
+        }),
+        new iam.PolicyStatement({
+          sid: 'TraceExecutions',
+          actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'xray:GetSamplingRules', 'xray:GetSamplingTargets'],
+          resources: ['*'],
+        }),
+      ],
+    });
+
+    const step = new tasks.LambdaInvoke(this, 'EnforceOnePage', {
+      lambdaFunction: sweepFunction,
+      payloadResponseOnly: true,
+      retryOnServiceExceptions: true,
+    });
+    // A page that failed (throttled past its retries, a transient outage) is tried again later;
+    // its checkpoint is the input, so nothing is done twice.
+    step.addRetry({ errors: ['States.TaskFailed'], interval: Duration.minutes(1), maxAttempts: 3, backoffRate: 2 });
+    const done = new sfn.Succeed(this, 'SweepDone');
+    const definition = step.next(new sfn.Choice(this, 'MorePages')
+      .when(sfn.Condition.booleanEquals('$.done', true), done)
+      .otherwise(step));
+
+    const machine = new sfn.StateMachine(this, 'Sweep', {
+      comment: 'Applies the IMDS policy to every instance in scope, one DescribeInstances page per step',
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      role: role.withoutPolicyUpdates(),
+      timeout: Duration.hours(24),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+    });
+    machine.node.addDependency(policy);
+    return { machine, policy };
+  }
+
+  private acknowledgeFindings(resources: {
+    enforcerPolicy: iam.ManagedPolicy;
+    onEventPolicy: iam.ManagedPolicy;
+    stateMachine: sfn.StateMachine;
+    stateMachinePolicy: iam.ManagedPolicy;
+    sweepFunction: lambda.Function;
+    functions: lambda.Function[];
+  }): void {
+    const stack = Stack.of(this);
+    // cdk-nag names a finding after the resource as it renders in the template.
+    const region = Token.isUnresolved(stack.region) ? '<AWS::Region>' : stack.region;
+    const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
+    const machineId = stack.resolve(stack.getLogicalId(cfnResourceOf(resources.stateMachine) as never));
+    const iam5 = (policy: iam.ManagedPolicy, finding: string, reason: string) =>
+      acknowledgeNagFindings(cfnResourceOf(policy), { rule: 'AwsSolutions-IAM5', finding: `Resource::${finding}`, reason });
+
+    iam5(resources.enforcerPolicy, '*',
+      'ec2:DescribeInstances and cloudwatch:GetMetricData support no resource-level permissions; nothing else in this policy is granted on *.');
+    if (this.mode === ImdsEnforcementMode.ENFORCE) {
+      iam5(resources.enforcerPolicy, `arn:<AWS::Partition>:ec2:${region}:${account}:instance/*`,
+        'ec2:ModifyInstanceMetadataOptions on any instance of this account and region, narrowed by IAM conditions to instances '
+        + 'in scope (instanceTags) and without the exemption tag: which instances need it is only known at run time.');
+    }
+    iam5(resources.onEventPolicy, '*',
+      'ec2:GetInstanceMetadataDefaults and ec2:ModifyInstanceMetadataDefaults act on account-level settings and support no resource-level permissions.');
+    iam5(resources.onEventPolicy, `arn:<AWS::Partition>:states:${region}:${account}:execution:<${machineId}.Name>:*`,
+      'states:StopExecution on the executions of this one state machine, to stop a sweep that a newer one supersedes; execution names are generated.');
+    iam5(resources.stateMachinePolicy, '*',
+      'CloudWatch Logs vended log delivery and X-Ray trace submission, which Step Functions logging and tracing require, support no resource-level permissions.');
+
+    acknowledgeNagFindings(cfnResourceOf(resources.sweepFunction), ...['NIST.800.53.R5-LambdaDLQ', 'HIPAA.Security-LambdaDLQ'].map((rule) => ({
+      rule,
+      reason: 'Invoked synchronously by the sweep state machine, which retries failed steps and records failures in its execution history; '
+        + 'a dead-letter queue only ever receives asynchronous invocations.',
+    })));
+    for (const fn of resources.functions) {
+      acknowledgeNagFindings(cfnResourceOf(fn), ...['NIST.800.53.R5-LambdaInsideVPC', 'HIPAA.Security-LambdaInsideVPC', 'PCI.DSS.321-LambdaInsideVPC']
+        .map((rule) => ({
+          rule,
+          reason: 'Calls only AWS service APIs (EC2, CloudWatch, Step Functions, SQS) and serves no network traffic; pass `vpc` to run it in a VPC.',
+        })));
+    }
+  }
+}
+
+function writeLogsStatement(groups: logs.ILogGroup[]): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'WriteOwnLogs',
+    actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+    // A log group's ARN attribute ends in ':*', which covers its log streams.
+    resources: groups.map((g) => g.logGroupArn),
+  });
+}
+
+function deadLetterStatements(queue: sqs.IQueue, key: kms.IKey): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({ sid: 'SendDeadLetters', actions: ['sqs:SendMessage'], resources: [queue.queueArn] }),
+    new iam.PolicyStatement({
+      sid: 'EncryptDeadLetters',
+      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      resources: [key.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `sqs.${Stack.of(queue).region}.${Stack.of(queue).urlSuffix}` } },
+    }),
+  ];
+}
+
+const TAG_KEY = /^(?!aws:)[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u;
+const TAG_VALUE = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u;
+
+function validateProps(scope: Construct, props: Imdsv2EnforcementProps): void {
+  const v = new PropsValidator(scope);
+  validateHopLimit(v, props.hopLimit);
+  v.integerInRange('imdsv1LookbackDays', props.imdsv1LookbackDays, 1, 455);
+  v.require(!(props.vpcSubnets && !props.vpc), 'vpcSubnets', props.vpcSubnets, 'only together with vpc');
+  v.require(!(props.protectImdsv1Users === false && props.imdsv1LookbackDays !== undefined), 'imdsv1LookbackDays',
+    props.imdsv1LookbackDays, 'only together with protectImdsv1Users (leave it unset when the check is off)');
+  if (props.mode !== undefined) {
+    v.require(Object.values(ImdsEnforcementMode).includes(props.mode), 'mode', props.mode, 'ImdsEnforcementMode.ENFORCE or ImdsEnforcementMode.AUDIT');
+  }
+  if (props.exemptionTagKey !== undefined && !Token.isUnresolved(props.exemptionTagKey)) {
+    v.require(TAG_KEY.test(props.exemptionTagKey), 'exemptionTagKey', props.exemptionTagKey,
+      'a tag key: 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with aws:');
+  }
+  for (const [key, value] of Object.entries(props.instanceTags ?? {})) {
+    if (Token.isUnresolved(key) || Token.isUnresolved(value)) {
+      v.require(false, `instanceTags.${key}`, value, 'literal tag keys and values: they become DescribeInstances filters and IAM conditions');
+      continue;
+    }
+    v.require(TAG_KEY.test(key), `instanceTags[${JSON.stringify(key)}]`, key, 'a tag key: 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with aws:');
+    v.require(typeof value === 'string' && TAG_VALUE.test(value), `instanceTags.${key}`, value, 'a tag value: up to 256 letters, digits, spaces and _.:/=+-@');
+    v.require(key !== (props.exemptionTagKey ?? 'ImdsEnforcementExempt'), `instanceTags.${key}`, value, 'a key other than the exemption tag key');
+  }
+  v.throwIfInvalid();
+}

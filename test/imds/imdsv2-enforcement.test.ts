@@ -1,0 +1,232 @@
+import { App, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { AgentFleetErrors, ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps } from '../../lib';
+
+const ENV = { account: '111122223333', region: 'eu-west-1' };
+
+function enforcementStack(props: Imdsv2EnforcementProps = { hopLimit: 2 }) {
+  const stack = new Stack(new App(), 'Stack', { env: ENV });
+  const enforcement = new Imdsv2Enforcement(stack, 'Enforcement', props);
+  return { stack, enforcement, template: Template.fromStack(stack) };
+}
+
+function statements(template: Template, policyIdPrefix: string): any[] {
+  const policies = template.findResources('AWS::IAM::ManagedPolicy');
+  const [id] = Object.keys(policies).filter((k) => k.startsWith(policyIdPrefix));
+  return policies[id].Properties.PolicyDocument.Statement;
+}
+
+function customResourceProps(template: Template): any {
+  return Object.values(template.findResources('Custom::Imdsv2Enforcement'))[0].Properties;
+}
+
+describe('Imdsv2Enforcement defaults', () => {
+  test('a custom resource with a 5-minute service timeout carries the policy and starts the sweep', () => {
+    const { template } = enforcementStack();
+    template.resourceCountIs('Custom::Imdsv2Enforcement', 1);
+    expect(customResourceProps(template)).toEqual({
+      ServiceToken: { 'Fn::GetAtt': [expect.stringMatching(/^EnforcementOnEventFunction/), 'Arn'] },
+      ServiceTimeout: '300',
+      Policy: {
+        mode: 'ENFORCE', hopLimit: 2, instanceMetadataTags: true, instanceTags: {}, exemptionTagKey: 'ImdsEnforcementExempt', imdsv1LookbackDays: 14,
+      },
+      StateMachineArn: { Ref: expect.stringMatching(/^EnforcementSweep/) },
+      AccountDefaults: 'true',
+    });
+  });
+
+  test('the handlers run on a pinned Node.js runtime with the same policy, their own encrypted log groups kept a year', () => {
+    const { template } = enforcementStack();
+    const functions = Object.values(template.findResources('AWS::Lambda::Function'));
+    expect(functions).toHaveLength(3);
+    for (const fn of functions) {
+      expect(fn.Properties).toMatchObject({
+        Runtime: 'nodejs24.x',
+        Handler: 'index.handler',
+        LoggingConfig: { LogGroup: { Ref: expect.stringMatching(/Logs/) } },
+      });
+      expect(JSON.parse(fn.Properties.Environment.Variables.IMDS_POLICY)).toMatchObject({ hopLimit: 2, mode: 'ENFORCE' });
+    }
+    template.resourceCountIs('AWS::Logs::LogGroup', 4);
+    template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 365, KmsKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('EnforcementKey'), 'Arn'] } });
+    template.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Retain' });
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+  });
+
+  test('the sweep is a state machine that loops one Lambda step until done, logged and traced', () => {
+    const { template } = enforcementStack();
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      LoggingConfiguration: { Level: 'ALL', Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: Match.anyValue() } }] },
+      TracingConfiguration: { Enabled: true },
+    });
+    const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0];
+    const definition = JSON.parse(machine.Properties.DefinitionString['Fn::Join'][1].map((p: unknown) => (typeof p === 'string' ? p : 'ARN')).join(''));
+    expect(definition.StartAt).toBe('EnforceOnePage');
+    expect(definition.States.MorePages).toEqual({
+      Type: 'Choice', Choices: [{ Variable: '$.done', BooleanEquals: true, Next: 'SweepDone' }], Default: 'EnforceOnePage',
+    });
+    expect(definition.States.EnforceOnePage.Retry).toContainEqual({ ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 60, MaxAttempts: 3, BackoffRate: 2 });
+    // One sweep step at a time; the timeout leaves time to hand the checkpoint on.
+    template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.handler', Timeout: 900, ReservedConcurrentExecutions: 1 });
+  });
+
+  test('instances entering running trigger the launch handler, with retries and a dead-letter queue', () => {
+    const { template } = enforcementStack();
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['aws.ec2'], 'detail-type': ['EC2 Instance State-change Notification'], detail: { state: ['running'] } },
+      Targets: [Match.objectLike({ DeadLetterConfig: { Arn: Match.anyValue() }, RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 21600 } })],
+    });
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 2 });
+    template.hasResourceProperties('AWS::SQS::Queue', { KmsMasterKeyId: Match.anyValue(), MessageRetentionPeriod: 1209600 });
+  });
+
+  test('ModifyInstanceMetadataOptions only on instances of this account and region, never on exempt ones', () => {
+    const { template } = enforcementStack();
+    expect(statements(template, 'EnforcementEnforcerPolicy')).toContainEqual({
+      Sid: 'ModifyMetadataOptionsOfInScopeInstancesNotExempt',
+      Effect: 'Allow',
+      Action: 'ec2:ModifyInstanceMetadataOptions',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:eu-west-1:111122223333:instance/*']] },
+      Condition: { StringNotEqualsIgnoreCase: { 'aws:ResourceTag/ImdsEnforcementExempt': 'true' } },
+    });
+  });
+
+  test('no statement grants a wildcard action, and * resources only go with actions that have no resource types', () => {
+    const { template } = enforcementStack();
+    const all = Object.values(template.findResources('AWS::IAM::ManagedPolicy')).flatMap((p) => p.Properties.PolicyDocument.Statement);
+    for (const statement of all) {
+      for (const action of [statement.Action].flat()) expect(action).not.toContain('*');
+    }
+    const onStar = all.filter((s) => s.Resource === '*').flatMap((s) => [s.Action].flat()).sort();
+    expect(onStar).toEqual([
+      'cloudwatch:GetMetricData', 'ec2:DescribeInstances', 'ec2:GetInstanceMetadataDefaults', 'ec2:ModifyInstanceMetadataDefaults',
+      'logs:CreateLogDelivery', 'logs:DeleteLogDelivery', 'logs:DescribeLogGroups', 'logs:DescribeResourcePolicies', 'logs:GetLogDelivery',
+      'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:UpdateLogDelivery',
+      'xray:GetSamplingRules', 'xray:GetSamplingTargets', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments',
+    ]);
+    // No inline policies: every grant is in a managed policy the custom resource waits for.
+    template.resourceCountIs('AWS::IAM::Policy', 0);
+    const dependsOn = Object.values(template.findResources('Custom::Imdsv2Enforcement'))[0].DependsOn;
+    expect(dependsOn).toHaveLength(3);
+  });
+
+  test('a hop limit of 2 or less raises no warning', () => {
+    const { stack } = enforcementStack({ hopLimit: 2 });
+    Annotations.fromStack(stack).hasNoWarning('*', Match.stringLikeRegexp('IMDS hop limit'));
+  });
+});
+
+describe('Imdsv2Enforcement props', () => {
+  test('hopLimit above 2 is allowed, with a warning that says what it exposes', () => {
+    const { stack, template } = enforcementStack({ hopLimit: 3 });
+    expect(customResourceProps(template).Policy.hopLimit).toBe(3);
+    Annotations.fromStack(stack).hasWarning('/Stack/Enforcement', Match.stringLikeRegexp(
+      "IMDS hop limit 3: IMDSv2 tokens, and with them the instance role's credentials, reach processes up to 3 network hops.*\\[ack: cdk-agent-fleet:imdsHopLimitAbove2\\]"));
+  });
+
+  test('mode AUDIT grants no modification of instances and passes the mode on', () => {
+    const { template, enforcement } = enforcementStack({ hopLimit: 1, mode: ImdsEnforcementMode.AUDIT });
+    expect(enforcement.mode).toBe(ImdsEnforcementMode.AUDIT);
+    expect(customResourceProps(template).Policy.mode).toBe('AUDIT');
+    const actions = statements(template, 'EnforcementEnforcerPolicy').flatMap((s) => [s.Action].flat());
+    expect(actions).not.toContain('ec2:ModifyInstanceMetadataOptions');
+  });
+
+  test('instanceTags narrow the scope, in the policy and as IAM conditions', () => {
+    const { template } = enforcementStack({ hopLimit: 2, instanceTags: { Fleet: 'agents', Env: 'prod' } });
+    expect(customResourceProps(template).Policy.instanceTags).toEqual({ Fleet: 'agents', Env: 'prod' });
+    const modify = statements(template, 'EnforcementEnforcerPolicy').find((s) => s.Action === 'ec2:ModifyInstanceMetadataOptions');
+    expect(modify.Condition).toEqual({
+      StringNotEqualsIgnoreCase: { 'aws:ResourceTag/ImdsEnforcementExempt': 'true' },
+      StringEquals: { 'aws:ResourceTag/Fleet': 'agents', 'aws:ResourceTag/Env': 'prod' },
+    });
+  });
+
+  test('exemptionTagKey, instanceMetadataTags, imdsv1LookbackDays and accountDefaults reach the handlers', () => {
+    const { template } = enforcementStack({
+      hopLimit: 2, exemptionTagKey: 'NoImdsChange', instanceMetadataTags: false, imdsv1LookbackDays: 30, accountDefaults: false,
+    });
+    expect(customResourceProps(template)).toMatchObject({
+      Policy: { exemptionTagKey: 'NoImdsChange', instanceMetadataTags: false, imdsv1LookbackDays: 30 },
+      AccountDefaults: 'false',
+    });
+    const modify = statements(template, 'EnforcementEnforcerPolicy').find((s) => s.Action === 'ec2:ModifyInstanceMetadataOptions');
+    expect(modify.Condition.StringNotEqualsIgnoreCase).toEqual({ 'aws:ResourceTag/NoImdsChange': 'true' });
+  });
+
+  test('protectImdsv1Users false turns the MetadataNoToken check off', () => {
+    const { template } = enforcementStack({ hopLimit: 2, protectImdsv1Users: false });
+    expect(customResourceProps(template).Policy.imdsv1LookbackDays).toBe(0);
+  });
+
+  test('enforceOnLaunch false leaves out the rule and the launch handler', () => {
+    const { template, enforcement } = enforcementStack({ hopLimit: 2, enforceOnLaunch: false });
+    template.resourceCountIs('AWS::Events::Rule', 0);
+    template.resourceCountIs('AWS::Lambda::Function', 2);
+    expect(enforcement.launchFunction).toBeUndefined();
+  });
+
+  test('vpc puts the handlers into its private subnets', () => {
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    new Imdsv2Enforcement(stack, 'Enforcement', { hopLimit: 2, vpc });
+    const functions = Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function'));
+    for (const fn of functions) {
+      expect(fn.Properties.VpcConfig.SubnetIds).toEqual([{ Ref: expect.stringMatching(/^VpcPrivateSubnet1/) }, { Ref: expect.stringMatching(/^VpcPrivateSubnet2/) }]);
+    }
+  });
+
+  test('logRetention, encryptionKey and removalPolicy apply to what is created', () => {
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    const encryptionKey = new kms.Key(stack, 'MyKey', { enableKeyRotation: true });
+    const enforcement = new Imdsv2Enforcement(stack, 'Enforcement', {
+      hopLimit: 2, logRetention: logs.RetentionDays.THREE_MONTHS, encryptionKey, removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const template = Template.fromStack(stack);
+    expect(enforcement.encryptionKey).toBe(encryptionKey);
+    template.resourceCountIs('AWS::KMS::Key', 1);
+    template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 90, KmsKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('MyKey'), 'Arn'] } });
+    template.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Delete' });
+  });
+});
+
+describe('Imdsv2Enforcement validation', () => {
+  test.each([0, 65, 1.5])('fails when hopLimit is %p', (hopLimit) => {
+    expect(() => enforcementStack({ hopLimit })).toThrow(new RegExp(
+      `Invalid props for Imdsv2Enforcement 'Stack/Enforcement':\\n  - hopLimit: got ${hopLimit}; allowed: an integer from 1 to 64 \\(1: the host only; 2: containers on a Docker bridge; 3: overlay networks or Docker-in-Docker\\)`));
+  });
+
+  test('fails when imdsv1LookbackDays is out of range, or set with the check off', () => {
+    expect(() => enforcementStack({ hopLimit: 2, imdsv1LookbackDays: 0 })).toThrow('imdsv1LookbackDays: got 0; allowed: an integer from 1 to 455');
+    expect(() => enforcementStack({ hopLimit: 2, imdsv1LookbackDays: 456 })).toThrow('imdsv1LookbackDays: got 456');
+    expect(() => enforcementStack({ hopLimit: 2, protectImdsv1Users: false, imdsv1LookbackDays: 7 }))
+      .toThrow('imdsv1LookbackDays: got 7; allowed: only together with protectImdsv1Users');
+  });
+
+  test('fails when tag keys or values are not valid tags, or tokens', () => {
+    expect(() => enforcementStack({ hopLimit: 2, exemptionTagKey: 'aws:reserved' })).toThrow('exemptionTagKey: got "aws:reserved"; allowed: a tag key');
+    expect(() => enforcementStack({ hopLimit: 2, instanceTags: { 'bad*key': 'x' } })).toThrow('instanceTags["bad*key"]: got "bad*key"');
+    expect(() => enforcementStack({ hopLimit: 2, instanceTags: { Fleet: Lazy.string({ produce: () => 'x' }) } }))
+      .toThrow('allowed: literal tag keys and values');
+    expect(() => enforcementStack({ hopLimit: 2, instanceTags: { ImdsEnforcementExempt: 'false' } }))
+      .toThrow('instanceTags.ImdsEnforcementExempt: got "false"; allowed: a key other than the exemption tag key');
+  });
+
+  test('fails when vpcSubnets comes without vpc, or the mode is unknown', () => {
+    expect(() => enforcementStack({ hopLimit: 2, vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } })).toThrow('vpcSubnets: got');
+    expect(() => enforcementStack({ hopLimit: 2, mode: 'FIX' as ImdsEnforcementMode })).toThrow('mode: got "FIX"');
+  });
+
+  test('lists every problem in one error', () => {
+    try {
+      enforcementStack({ hopLimit: 0, imdsv1LookbackDays: 0, exemptionTagKey: '' });
+      throw new Error('expected a validation error');
+    } catch (err) {
+      expect(AgentFleetErrors.isValidationError(err)).toBe(true);
+      expect((err as any).problems.map((p: any) => p.prop)).toEqual(['hopLimit', 'imdsv1LookbackDays', 'exemptionTagKey']);
+    }
+  });
+});
