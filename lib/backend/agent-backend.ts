@@ -16,7 +16,7 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { AssessmentTemplate } from './assessment-template';
 import { Sensor } from './sensor';
-import { handlerCode } from '../core/handler-code';
+import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { TelemetryStore } from '../telemetry/telemetry-store';
@@ -534,7 +534,7 @@ export class AgentBackend extends Construct {
 
     const fn = new lambda.Function(this, id, {
       description: options.description,
-      runtime: lambda.Runtime.NODEJS_22_X,
+      runtime: HANDLER_RUNTIME,
       architecture: lambda.Architecture.ARM_64,
       handler: 'index.handler',
       code: handlerCode('backend', handlerName),
@@ -549,10 +549,6 @@ export class AgentBackend extends Construct {
     });
     fn.node.addDependency(policy);
     const cfnFn = cfnResourceOf(fn);
-    acknowledgeNagFindings(cfnFn, {
-      rule: 'AwsSolutions-L1',
-      reason: 'The library pins every handler to one runtime, Node.js 22 (supported by Lambda until 2027), which its bundles target and its tests run on; moving to a newer runtime is done for all handlers at once.',
-    });
     acknowledgeNagFindings(cfnFn,
       ...['NIST.800.53.R5-LambdaInsideVPC', 'HIPAA.Security-LambdaInsideVPC', 'PCI.DSS.321-LambdaInsideVPC'].map((rule) => ({
         rule,

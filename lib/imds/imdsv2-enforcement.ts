@@ -10,7 +10,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { handlerCode } from '../core/handler-code';
+import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { validateHopLimit, warnOnWideHopLimit } from './hop-limit';
@@ -252,7 +252,7 @@ export class Imdsv2Enforcement extends Construct {
     }) => {
       const f = new lambda.Function(this, name, {
         description: options.description,
-        runtime: lambda.Runtime.NODEJS_24_X,
+        runtime: HANDLER_RUNTIME,
         architecture: lambda.Architecture.ARM_64,
         handler: 'index.handler',
         code: handlerCode('imds', options.handler),

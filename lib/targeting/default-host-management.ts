@@ -4,7 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { handlerCode } from '../core/handler-code';
+import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
 import { acknowledgeNagFindings, cfnResourceOf, nagFindingValue } from '../core/nag';
 
 const SETTING_NAME = 'ssm/managed-instance/default-ec2-instance-management-role';
@@ -88,7 +88,7 @@ export class DefaultHostManagement extends Construct {
 
     const handler = new lambda.Function(this, 'Handler', {
       description: 'Sets the SSM Default Host Management Configuration role and restores the previous one on delete (cdk-agent-fleet)',
-      runtime: lambda.Runtime.NODEJS_22_X,
+      runtime: HANDLER_RUNTIME,
       architecture: lambda.Architecture.ARM_64,
       handler: 'index.handler',
       code: handlerCode('targeting', 'default-host-management'),
@@ -99,10 +99,6 @@ export class DefaultHostManagement extends Construct {
     });
     handler.node.addDependency(handlerPolicy);
     const fn = cfnResourceOf(handler);
-    acknowledgeNagFindings(fn, {
-      rule: 'AwsSolutions-L1',
-      reason: 'The runtime is pinned to the Node.js version the bundled handler is built and tested for; moving to a newer runtime is a deliberate library release, not a silent change at synth.',
-    });
     const reasons: Record<string, string> = {
       LambdaConcurrency: 'CloudFormation invokes this custom resource handler a few times per deployment; reserving concurrency would take capacity from the account (new accounts cannot reserve any) without protecting anything.',
       LambdaDLQ: 'CloudFormation is the only caller and learns the outcome from the handler\'s response, which reports every failure; a dead-letter queue would hold events nobody replays.',

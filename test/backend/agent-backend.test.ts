@@ -176,12 +176,12 @@ describe('AgentBackend registry and functions', () => {
     }]);
   });
 
-  test('functions run Node.js 22 on arm64 with reserved concurrency, JSON logs into their own encrypted log groups', () => {
+  test('functions run the library's pinned Node.js runtime on arm64 with reserved concurrency, JSON logs into their own encrypted log groups', () => {
     const { template } = backendStack({ heartbeatReservedConcurrency: 40 });
     const fns = Object.values(template().findResources('AWS::Lambda::Function')) as any[];
     expect(fns).toHaveLength(3);
     for (const fn of fns) {
-      expect(fn.Properties).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'], LoggingConfig: { LogFormat: 'JSON', LogGroup: { Ref: expect.any(String) } } });
+      expect(fn.Properties).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], LoggingConfig: { LogFormat: 'JSON', LogGroup: { Ref: expect.any(String) } } });
     }
     expect(fns.map((f) => f.Properties.ReservedConcurrentExecutions).sort()).toEqual([1, 1, 40]);
     expect(fns.filter((f) => f.Properties.DeadLetterConfig)).toHaveLength(2);
