@@ -176,7 +176,7 @@ describe('AgentBackend registry and functions', () => {
     }]);
   });
 
-  test('functions run the library's pinned Node.js runtime on arm64 with reserved concurrency, JSON logs into their own encrypted log groups', () => {
+  test("functions run the library's pinned Node.js runtime on arm64 with reserved concurrency, JSON logs into their own encrypted log groups", () => {
     const { template } = backendStack({ heartbeatReservedConcurrency: 40 });
     const fns = Object.values(template().findResources('AWS::Lambda::Function')) as any[];
     expect(fns).toHaveLength(3);
