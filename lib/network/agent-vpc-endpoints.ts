@@ -24,25 +24,17 @@ export enum AgentEndpointService {
 }
 
 /**
- * Properties of AgentVpcEndpoints.
+ * What tunes AgentVpcEndpoints in one VPC (subnets, endpoints that exist already, secondary
+ * CIDR blocks), without what connects them to other parts. `AgentFleet` takes these and
+ * applies them to each of its VPCs.
  */
-export interface AgentVpcEndpointsProps {
-  /** The VPC whose instances run the agent. */
-  readonly vpc: ec2.IVpc;
-
+export interface AgentVpcEndpointsOptions {
   /**
    * Where the interface endpoints' network interfaces go (one per Availability Zone).
    *
    * @default - the VPC's private subnets
    */
   readonly subnets?: ec2.SubnetSelection;
-
-  /**
-   * Also create an `execute-api` endpoint, for a private agent backend API.
-   *
-   * @default false
-   */
-  readonly executeApi?: boolean;
 
   /**
    * Endpoints the VPC already has: they are not created again.
@@ -58,6 +50,21 @@ export interface AgentVpcEndpointsProps {
    * @default - only the VPC's primary CIDR block
    */
   readonly additionalCidrBlocks?: string[];
+}
+
+/**
+ * Properties of AgentVpcEndpoints.
+ */
+export interface AgentVpcEndpointsProps extends AgentVpcEndpointsOptions {
+  /** The VPC whose instances run the agent. */
+  readonly vpc: ec2.IVpc;
+
+  /**
+   * Also create an `execute-api` endpoint, for a private agent backend API.
+   *
+   * @default false
+   */
+  readonly executeApi?: boolean;
 
   /**
    * The telemetry store: the S3 endpoint lets instances put objects into it.
