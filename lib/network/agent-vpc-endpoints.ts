@@ -129,7 +129,7 @@ export class AgentVpcEndpoints extends Construct {
     if (toCreate.length > 0) {
       const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
         vpc: props.vpc,
-        description: 'HTTPS from the VPC to the agent fleet\'s interface endpoints (cdk-agent-fleet)',
+        description: 'HTTPS from the VPC to the interface endpoints of the agent fleet (cdk-agent-fleet)',
         allowAllOutbound: false,
       });
       for (const cidr of [props.vpc.vpcCidrBlock, ...(props.additionalCidrBlocks ?? [])]) {
