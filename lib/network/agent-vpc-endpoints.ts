@@ -132,7 +132,7 @@ export class AgentVpcEndpoints extends Construct {
         description: 'HTTPS from the VPC to the interface endpoints of the agent fleet (cdk-agent-fleet)',
         allowAllOutbound: false,
       });
-      for (const cidr of [props.vpc.vpcCidrBlock, ...(props.additionalCidrBlocks ?? [])]) {
+      for (const cidr of [primaryCidrBlock(props.vpc), ...(props.additionalCidrBlocks ?? [])]) {
         securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), 'HTTPS from the VPC');
       }
       this.securityGroup = securityGroup;
@@ -164,6 +164,19 @@ export class AgentVpcEndpoints extends Construct {
       this.s3Endpoint = s3Endpoint;
     }
   }
+}
+
+/**
+ * The VPC's primary CIDR block: the literal one when the VPC is defined in this app with one,
+ * so the security group rule says what it admits (and rule packs such as cdk-nag can judge
+ * it); otherwise the VPC's attribute.
+ */
+function primaryCidrBlock(vpc: ec2.IVpc): string {
+  const resource = vpc.node.defaultChild;
+  if (resource instanceof ec2.CfnVPC && typeof resource.cidrBlock === 'string' && !Token.isUnresolved(resource.cidrBlock)) {
+    return resource.cidrBlock;
+  }
+  return vpc.vpcCidrBlock;
 }
 
 /**
