@@ -12,3 +12,4 @@ export * from './targeting/agent-auto-configuration';
 export * from './network/agent-vpc-endpoints';
 export * from './imds/imdsv2-enforcement';
 export * from './imds/require-imdsv2';
+export * from './agent-fleet';

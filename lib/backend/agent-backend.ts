@@ -32,15 +32,10 @@ export enum BackendEndpointType {
 }
 
 /**
- * Properties of an AgentBackend.
+ * What tunes an AgentBackend, without what connects it to other parts (the telemetry store,
+ * the exclusion tag, the VPC endpoints, the removal policy). `AgentFleet` takes these.
  */
-export interface AgentBackendProps {
-  /**
-   * The store agents send telemetry to. Instructions name folders in it, and the coverage
-   * report is written to it under `reports/coverage/`.
-   */
-  readonly telemetry: TelemetryStore;
-
+export interface AgentBackendOptions {
   /**
    * What agents run, and on which instances. Names must be unique.
    *
@@ -68,28 +63,11 @@ export interface AgentBackendProps {
   readonly cleanupAfter?: Duration;
 
   /**
-   * The instance tag that excludes an instance: the value `false` means no instructions
-   * and "excluded" in the coverage report. Same key as the install and auto-configuration
-   * constructs use.
-   *
-   * @default 'SecurityAgentManaged'
-   */
-  readonly exclusionTagKey?: string;
-
-  /**
    * Whether the API is regional or private.
    *
    * @default BackendEndpointType.REGIONAL
    */
   readonly endpointType?: BackendEndpointType;
-
-  /**
-   * The interface VPC endpoints for `execute-api` through which a PRIVATE API is reached.
-   * Required with `BackendEndpointType.PRIVATE`, not allowed otherwise.
-   *
-   * @default - none
-   */
-  readonly vpcEndpoints?: ec2.IInterfaceVpcEndpoint[];
 
   /**
    * Also accept agents of other accounts of this AWS Organization (`aws:PrincipalOrgID`).
@@ -186,6 +164,34 @@ export interface AgentBackendProps {
    * @default 'CdkAgentFleet'
    */
   readonly metricNamespace?: string;
+}
+
+/**
+ * Properties of an AgentBackend.
+ */
+export interface AgentBackendProps extends AgentBackendOptions {
+  /**
+   * The store agents send telemetry to. Instructions name folders in it, and the coverage
+   * report is written to it under `reports/coverage/`.
+   */
+  readonly telemetry: TelemetryStore;
+
+  /**
+   * The instance tag that excludes an instance: the value `false` means no instructions
+   * and "excluded" in the coverage report. Same key as the install and auto-configuration
+   * constructs use.
+   *
+   * @default 'SecurityAgentManaged'
+   */
+  readonly exclusionTagKey?: string;
+
+  /**
+   * The interface VPC endpoints for `execute-api` through which a PRIVATE API is reached.
+   * Required with `BackendEndpointType.PRIVATE`, not allowed otherwise.
+   *
+   * @default - none
+   */
+  readonly vpcEndpoints?: ec2.IInterfaceVpcEndpoint[];
 
   /**
    * What happens to the registry table and the key when they leave the stack.

@@ -98,6 +98,27 @@ export class PropsValidator {
       "1 to 128 letters, digits and +-=._:@, (what the instance metadata service serves), not starting with 'aws:'");
   }
 
+  /**
+   * Records the problems another construct found with props it was given, under the name
+   * of the prop they came from here (`retention` of a part built from `telemetry` becomes
+   * `telemetry.retention`). A problem already recorded is not repeated.
+   *
+   * @param problems the other construct's problems (`AgentFleetValidationError.problems`)
+   * @param rename maps the other construct's prop to the prop of this scope it came from
+   */
+  public include(problems: PropProblem[], rename: (prop: string) => string): void {
+    for (const problem of problems) {
+      const renamed = { ...problem, prop: rename(problem.prop) };
+      const known = this.problems.some((p) => p.prop === renamed.prop && p.value === renamed.value && p.allowed === renamed.allowed);
+      if (!known) this.problems.push(renamed);
+    }
+  }
+
+  /** How many problems are recorded so far. */
+  public get problemCount(): number {
+    return this.problems.length;
+  }
+
   /** Throws every recorded problem at once, if any. */
   public throwIfInvalid(): void {
     if (this.problems.length > 0) {

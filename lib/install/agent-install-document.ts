@@ -10,15 +10,10 @@ import { packageKey } from './install-scripts';
 import { PropsValidator } from '../core/validation';
 
 /**
- * Properties of an AgentInstallDocument.
+ * What tunes an AgentInstallDocument besides its packages and tag key (its name, the step
+ * timeout). `AgentFleet` takes these.
  */
-export interface AgentInstallDocumentProps {
-  /**
-   * The builds of the agent, at most one per format and architecture. RPM and DEB
-   * packages make the Linux step, MSI packages the Windows step.
-   */
-  readonly packages: AgentPackage[];
-
+export interface AgentInstallDocumentOptions {
   /**
    * The document's name. 3-128 letters, digits and `_-.`, not starting with `aws`,
    * `amazon` or `amzn`.
@@ -28,14 +23,6 @@ export interface AgentInstallDocumentProps {
   readonly documentName?: string;
 
   /**
-   * The default of the document's `tagKey` parameter: the instance tag that includes
-   * (`true`) or excludes (`false`) an instance. `AgentAutoConfiguration` passes its own.
-   *
-   * @default 'SecurityAgentManaged'
-   */
-  readonly tagKey?: string;
-
-  /**
    * How long one run of a step may take before SSM fails it.
    *
    * From 1 minute to 2 hours, whole seconds.
@@ -43,6 +30,25 @@ export interface AgentInstallDocumentProps {
    * @default Duration.minutes(30)
    */
   readonly timeout?: Duration;
+}
+
+/**
+ * Properties of an AgentInstallDocument.
+ */
+export interface AgentInstallDocumentProps extends AgentInstallDocumentOptions {
+  /**
+   * The builds of the agent, at most one per format and architecture. RPM and DEB
+   * packages make the Linux step, MSI packages the Windows step.
+   */
+  readonly packages: AgentPackage[];
+
+  /**
+   * The default of the document's `tagKey` parameter: the instance tag that includes
+   * (`true`) or excludes (`false`) an instance. `AgentAutoConfiguration` passes its own.
+   *
+   * @default 'SecurityAgentManaged'
+   */
+  readonly tagKey?: string;
 }
 
 /**

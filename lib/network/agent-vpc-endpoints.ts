@@ -24,25 +24,17 @@ export enum AgentEndpointService {
 }
 
 /**
- * Properties of AgentVpcEndpoints.
+ * What tunes AgentVpcEndpoints in one VPC (subnets, endpoints that exist already, secondary
+ * CIDR blocks), without what connects them to other parts. `AgentFleet` takes these and
+ * applies them to each of its VPCs.
  */
-export interface AgentVpcEndpointsProps {
-  /** The VPC whose instances run the agent. */
-  readonly vpc: ec2.IVpc;
-
+export interface AgentVpcEndpointsOptions {
   /**
    * Where the interface endpoints' network interfaces go (one per Availability Zone).
    *
    * @default - the VPC's private subnets
    */
   readonly subnets?: ec2.SubnetSelection;
-
-  /**
-   * Also create an `execute-api` endpoint, for a private agent backend API.
-   *
-   * @default false
-   */
-  readonly executeApi?: boolean;
 
   /**
    * Endpoints the VPC already has: they are not created again.
@@ -58,6 +50,21 @@ export interface AgentVpcEndpointsProps {
    * @default - only the VPC's primary CIDR block
    */
   readonly additionalCidrBlocks?: string[];
+}
+
+/**
+ * Properties of AgentVpcEndpoints.
+ */
+export interface AgentVpcEndpointsProps extends AgentVpcEndpointsOptions {
+  /** The VPC whose instances run the agent. */
+  readonly vpc: ec2.IVpc;
+
+  /**
+   * Also create an `execute-api` endpoint, for a private agent backend API.
+   *
+   * @default false
+   */
+  readonly executeApi?: boolean;
 
   /**
    * The telemetry store: the S3 endpoint lets instances put objects into it.
@@ -122,10 +129,10 @@ export class AgentVpcEndpoints extends Construct {
     if (toCreate.length > 0) {
       const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
         vpc: props.vpc,
-        description: 'HTTPS from the VPC to the agent fleet\'s interface endpoints (cdk-agent-fleet)',
+        description: 'HTTPS from the VPC to the interface endpoints of the agent fleet (cdk-agent-fleet)',
         allowAllOutbound: false,
       });
-      for (const cidr of [props.vpc.vpcCidrBlock, ...(props.additionalCidrBlocks ?? [])]) {
+      for (const cidr of [primaryCidrBlock(props.vpc), ...(props.additionalCidrBlocks ?? [])]) {
         securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), 'HTTPS from the VPC');
       }
       this.securityGroup = securityGroup;
@@ -157,6 +164,19 @@ export class AgentVpcEndpoints extends Construct {
       this.s3Endpoint = s3Endpoint;
     }
   }
+}
+
+/**
+ * The VPC's primary CIDR block: the literal one when the VPC is defined in this app with one,
+ * so the security group rule says what it admits (and rule packs such as cdk-nag can judge
+ * it); otherwise the VPC's attribute.
+ */
+function primaryCidrBlock(vpc: ec2.IVpc): string {
+  const resource = vpc.node.defaultChild;
+  if (resource instanceof ec2.CfnVPC && typeof resource.cidrBlock === 'string' && !Token.isUnresolved(resource.cidrBlock)) {
+    return resource.cidrBlock;
+  }
+  return vpc.vpcCidrBlock;
 }
 
 /**

@@ -29,28 +29,11 @@ export enum AssociationComplianceSeverity {
 }
 
 /**
- * Properties of an AgentAutoConfiguration.
+ * What tunes an AgentAutoConfiguration (rate control, schedule, compliance, removal from
+ * excluded instances), without what connects it to other parts (the document, the mode and tag
+ * key, where output goes). `AgentFleet` takes these.
  */
-export interface AgentAutoConfigurationProps {
-  /** The install document the associations run. */
-  readonly document: AgentInstallDocument;
-
-  /**
-   * Which instances get the agent.
-   *
-   * @default AutoConfigurationMode.ALL_INSTANCES
-   */
-  readonly mode?: AutoConfigurationMode;
-
-  /**
-   * The instance tag that includes (`true`) or excludes (`false`) an instance. Read from
-   * instance metadata tags on the host, so it must be a key IMDS can carry: letters,
-   * digits and `+-=.,_:@`, no spaces or `/`.
-   *
-   * @default - the document's tagKey (`SecurityAgentManaged` unless set there)
-   */
-  readonly tagKey?: string;
-
+export interface AgentAutoConfigurationOptions {
   /**
    * How many of the targeted instances run the document at the same time, in percent.
    *
@@ -88,28 +71,6 @@ export interface AgentAutoConfigurationProps {
   readonly complianceSeverity?: AssociationComplianceSeverity;
 
   /**
-   * The telemetry store: association output goes into it (unless `outputBucket` is set),
-   * and `grantInstanceRole` lets instances write telemetry into it.
-   *
-   * @default - no telemetry grant; output only to `outputBucket` if given
-   */
-  readonly telemetryStore?: TelemetryStore;
-
-  /**
-   * A bucket for the association output instead of the telemetry store.
-   *
-   * @default - the telemetry store's bucket, if given; otherwise output stays in the SSM console (truncated)
-   */
-  readonly outputBucket?: s3.IBucket;
-
-  /**
-   * Key prefix of the association output in the output bucket, without a trailing `/`.
-   *
-   * @default 'ssm-association-output'
-   */
-  readonly outputPrefix?: string;
-
-  /**
    * Also uninstall the agent from instances tagged `<tagKey>=false`, with a second
    * association. Without it an agent already installed on an instance that becomes
    * excluded is left alone.
@@ -134,6 +95,52 @@ export interface AgentAutoConfigurationProps {
    * @default - a name unique to this construct, starting with its path
    */
   readonly associationNamePrefix?: string;
+}
+
+/**
+ * Properties of an AgentAutoConfiguration.
+ */
+export interface AgentAutoConfigurationProps extends AgentAutoConfigurationOptions {
+  /** The install document the associations run. */
+  readonly document: AgentInstallDocument;
+
+  /**
+   * Which instances get the agent.
+   *
+   * @default AutoConfigurationMode.ALL_INSTANCES
+   */
+  readonly mode?: AutoConfigurationMode;
+
+  /**
+   * The instance tag that includes (`true`) or excludes (`false`) an instance. Read from
+   * instance metadata tags on the host, so it must be a key IMDS can carry: letters,
+   * digits and `+-=.,_:@`, no spaces or `/`.
+   *
+   * @default - the document's tagKey (`SecurityAgentManaged` unless set there)
+   */
+  readonly tagKey?: string;
+
+  /**
+   * The telemetry store: association output goes into it (unless `outputBucket` is set),
+   * and `grantInstanceRole` lets instances write telemetry into it.
+   *
+   * @default - no telemetry grant; output only to `outputBucket` if given
+   */
+  readonly telemetryStore?: TelemetryStore;
+
+  /**
+   * A bucket for the association output instead of the telemetry store.
+   *
+   * @default - the telemetry store's bucket, if given; otherwise output stays in the SSM console (truncated)
+   */
+  readonly outputBucket?: s3.IBucket;
+
+  /**
+   * Key prefix of the association output in the output bucket, without a trailing `/`.
+   *
+   * @default 'ssm-association-output'
+   */
+  readonly outputPrefix?: string;
 }
 
 /**

@@ -62,6 +62,20 @@ describe('AgentVpcEndpoints', () => {
     expect(sg.Properties.SecurityGroupEgress).toEqual([expect.objectContaining({ CidrIp: '255.255.255.255/32' })]);
   });
 
+  test('a VPC defined in the app with a literal CIDR block is admitted by that block, not by a reference', () => {
+    // GIVEN
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    const vpc = new ec2.Vpc(stack, 'Vpc', { ipAddresses: ec2.IpAddresses.cidr('10.20.0.0/16'), natGateways: 0, subnetConfiguration: [{ name: 'private', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
+
+    // WHEN
+    new AgentVpcEndpoints(stack, 'Endpoints', { vpc });
+
+    // THEN: rule packs (and reviewers) can read what the rule admits
+    Template.fromStack(stack).hasResourceProperties('AWS::EC2::SecurityGroup', {
+      SecurityGroupIngress: [{ CidrIp: '10.20.0.0/16', Description: 'HTTPS from the VPC', FromPort: 443, IpProtocol: 'tcp', ToPort: 443 }],
+    });
+  });
+
   test('executeApi adds an execute-api endpoint a private API can use', () => {
     const { endpoints, template } = endpointsStack({ executeApi: true });
     template().hasResourceProperties('AWS::EC2::VPCEndpoint', { ServiceName: 'com.amazonaws.eu-west-1.execute-api', PrivateDnsEnabled: true });
