@@ -21,7 +21,7 @@ export function createApp(props: AppProps = {}): App {
   // The whole fleet: telemetry store, install document, auto-configuration of every instance
   // not tagged SecurityAgentManaged=false, IMDSv2 enforcement, backend and dashboard.
   new AgentFleet(stack, 'Fleet', {
-    agentName: 'security-agent',
+    agentName: 'fleet-agent',
     packages,
     // Agents in containers on a Docker bridge still reach IMDS; nothing further away does.
     imds: { hopLimit: 2 },

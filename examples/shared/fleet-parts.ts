@@ -1,5 +1,5 @@
 /*
- * What the examples share: the agent's builds. Replace the URLs and SHA-256 sums with those of
+ * What the examples and the app in bin/ share: the agent's builds. Replace the URLs and SHA-256 sums with those of
  * your agent's release; the library installs nothing whose hash does not match.
  */
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
