@@ -290,6 +290,10 @@ export class AgentFleet extends Construct {
     }
 
     checks.throwIfInvalid();
+    // Instances without an instance profile run the agent under the Default Host Management
+    // role: it needs the heartbeat too (the auto-configuration gives it the rest).
+    const defaultHostManagementRole = this.autoConfiguration?.defaultHostManagementRole;
+    if (defaultHostManagementRole) this.backend?.grantHeartbeat(defaultHostManagementRole);
     this.telemetry = telemetry!;
     this.installDocument = installDocument!;
     this.endpoints = endpoints as AgentVpcEndpoints[];

@@ -491,6 +491,7 @@ describe('AgentFleet compliance', () => {
       imds: { hopLimit: 2 },
       vpcs,
       backend: { endpointType: BackendEndpointType.PRIVATE },
+      autoConfiguration: { enableDefaultHostManagement: true },
     });
     return stack;
   }
@@ -503,6 +504,20 @@ describe('AgentFleet compliance', () => {
       'NIST.800.53.R5-VPCDefaultSecurityGroupClosed', 'HIPAA.Security-VPCDefaultSecurityGroupClosed', 'PCI.DSS.321-VPCDefaultSecurityGroupClosed',
     ].map((rule) => ({ rule, reason })));
   }
+
+  test('instances under Default Host Management get what an instance role gets: telemetry, output, packages, heartbeat', () => {
+    const stack = fullFleet(new App());
+    const fleet = stack.node.findChild('Fleet') as AgentFleet;
+    const role = fleet.autoConfiguration!.defaultHostManagementRole!;
+    const policy = Object.values(Template.fromStack(stack).findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: stack.getLogicalId(role.node.defaultChild as never) }] },
+    })) as any[];
+    const statements = policy.flatMap((p) => p.Properties.PolicyDocument.Statement);
+    const actions = statements.flatMap((st) => [st.Action].flat());
+    expect(actions).toEqual(expect.arrayContaining(['s3:PutObject', 'execute-api:Invoke', 'kms:GenerateDataKey']));
+    expect(JSON.stringify(statements)).toContain('/agents/${aws:userid}/*');
+    expect(JSON.stringify(statements)).toContain('/POST/v1/heartbeat');
+  });
 
   test('the full fleet in two VPCs passes the cdk-nag 3 packs', () => {
     expect(nagFindings(fullFleet(new App()))).toEqual([]);

@@ -71,5 +71,6 @@ export function nagFindingValue(scope: IConstruct, value: string): string {
     }
     return JSON.stringify(v);
   };
-  return flatten(Stack.of(scope).resolve(value));
+  // cdk-nag prints IAM policy variables such as ${aws:userid} as <aws:userid>.
+  return flatten(Stack.of(scope).resolve(value)).replace(/\$\{([^}]+)\}/g, '<$1>');
 }

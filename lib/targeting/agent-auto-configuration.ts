@@ -223,8 +223,10 @@ export class AgentAutoConfiguration extends Construct {
     if (props.enableDefaultHostManagement) {
       const dhmc = new DefaultHostManagement(this, 'DefaultHostManagement');
       this.defaultHostManagementRole = dhmc.role;
-      // Instances managed through it download packages and write output with this role.
+      // Instances managed through it download packages, write output and send telemetry
+      // with this role: the same grants as an instance role, less SSM core (its AWS policy has that).
       this.grantPackagesAndOutput(dhmc.role);
+      this.telemetryStore?.grantAgentWrite(dhmc.role);
       const policy = dhmc.role.node.tryFindChild('DefaultPolicy')?.node.defaultChild;
       if (policy) this.acknowledgeGrantFindings(policy as never, 'the Default Host Management role');
     }
@@ -280,10 +282,18 @@ export class AgentAutoConfiguration extends Construct {
         reason: `SSM Agent names output objects after the command and instance at run time; ${whose} may only put objects below the association output prefix.`,
       });
     }
+    const store = this.telemetryStore;
+    if (store) {
+      acknowledgeNagFindings(policy, {
+        rule: 'AwsSolutions-IAM5',
+        finding: `Resource::${nagFindingValue(this, store.bucket.arnForObjects(`${store.agentPrefix}\${aws:userid}/*`))}`,
+        reason: `The wildcard is each instance's own telemetry folder: \${aws:userid} is ROLEID:<instance id>, so ${whose} lets an instance put objects under its own prefix only.`,
+      });
+    }
     for (const rule of ['NIST.800.53.R5-IAMNoInlinePolicy', 'HIPAA.Security-IAMNoInlinePolicy', 'PCI.DSS.321-IAMNoInlinePolicy']) {
       acknowledgeNagFindings(policy, {
         rule,
-        reason: `The grants to ${whose} (package objects, association output) belong to this one role and are managed with it; a separate managed policy would only add an attachment to review.`,
+        reason: `The grants to ${whose} (package objects, association output, telemetry) belong to this one role and are managed with it; a separate managed policy would only add an attachment to review.`,
       });
     }
   }

@@ -161,6 +161,25 @@ describe('AgentAutoConfiguration', () => {
     t.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 365, KmsKeyId: Match.anyValue() });
   });
 
+  test('enableDefaultHostManagement with a telemetry store: the DHMC role writes telemetry under each instance\'s own prefix', () => {
+    // GIVEN
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    const document = new AgentInstallDocument(stack, 'Install', { packages: [rpm()] });
+    const store = new TelemetryStore(stack, 'Telemetry');
+
+    // WHEN
+    const auto = new AgentAutoConfiguration(stack, 'Auto', { document, telemetryStore: store, enableDefaultHostManagement: true });
+
+    // THEN
+    const roleId = stack.getLogicalId(auto.defaultHostManagementRole!.node.defaultChild as never);
+    Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: roleId }],
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({
+        Action: 's3:PutObject', Resource: { 'Fn::Join': ['', [Match.anyValue(), '/agents/${aws:userid}/*']] },
+      })]) },
+    });
+  });
+
   test('snapshot', () => {
     const { stack } = fleet({ uninstallWhenExcluded: true, enableDefaultHostManagement: true });
     expect(normalizedTemplate(stack)).toMatchSnapshot();
