@@ -4,16 +4,14 @@ import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-s
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { buildReport, categorise, handler } from '../../lib/backend/handler/coverage-report';
-import { clock } from '../../lib/backend/handler/shared/clock';
-import { metricSink } from '../../lib/backend/handler/shared/emf';
-import { ACCOUNT, applyEnv, backendEnv, NOW, REGION } from './fixtures';
+import { ACCOUNT, capturedHandlerMetrics, NOW, REGION } from './fixtures';
 
 const ec2 = mockClient(EC2Client);
 const ssm = mockClient(SSMClient);
 const s3 = mockClient(S3Client);
 const ddb = mockClient(DynamoDBDocumentClient);
 const nowS = NOW / 1000;
-let metrics: any[];
+const metrics = capturedHandlerMetrics();
 
 const id = (n: number) => `i-${String(n).padStart(17, '0')}`;
 function instance(n: number, options: { tag?: string; httpTokens?: 'optional' | 'required' } = {}): Instance {
@@ -27,13 +25,7 @@ const agent = (n: number, secondsAgo: number) => ({ instanceId: id(n), lastHeart
 
 beforeEach(() => {
   for (const m of [ec2, ssm, s3, ddb]) m.reset();
-  applyEnv(backendEnv());
-  clock.now = () => NOW;
-  metrics = [];
-  metricSink.write = (line) => { metrics.push(JSON.parse(line)); };
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
 });
-afterEach(() => jest.restoreAllMocks());
 
 describe('categorisation', () => {
   const base = { instanceId: 'i-1', imdsV1Allowed: false, ssmOnline: true };

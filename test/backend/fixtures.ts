@@ -1,4 +1,6 @@
 import type { APIGatewayProxyEvent } from 'aws-lambda';
+import { clock } from '../../lib/backend/handler/shared/clock';
+import { metricSink } from '../../lib/backend/handler/shared/emf';
 
 export const ACCOUNT = '111122223333';
 export const REGION = 'eu-west-1';
@@ -86,4 +88,22 @@ export function heartbeatEvent(
       },
     },
   } as unknown as APIGatewayProxyEvent;
+}
+
+/**
+ * For a scheduled handler's test file: before each test, the backend's environment, the
+ * clock at NOW, and the embedded-metric lines captured (console.log silenced). Returns the
+ * captured metrics, emptied before each test.
+ */
+export function capturedHandlerMetrics(): any[] {
+  const metrics: any[] = [];
+  beforeEach(() => {
+    applyEnv(backendEnv());
+    clock.now = () => NOW;
+    metrics.length = 0;
+    metricSink.write = (line) => { metrics.push(JSON.parse(line)); };
+    jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  });
+  afterEach(() => jest.restoreAllMocks());
+  return metrics;
 }

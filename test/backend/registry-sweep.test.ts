@@ -2,15 +2,13 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { handler } from '../../lib/backend/handler/registry-sweep';
-import { clock } from '../../lib/backend/handler/shared/clock';
-import { metricSink } from '../../lib/backend/handler/shared/emf';
 import { agentStatus, inactiveAfterSeconds, isExpired } from '../../lib/backend/handler/shared/registry';
-import { applyEnv, backendEnv, NOW } from './fixtures';
+import { capturedHandlerMetrics, NOW } from './fixtures';
 
 const ddb = mockClient(DynamoDBDocumentClient);
 const nowS = NOW / 1000;
 const INTERVAL = 600;
-let metrics: any[];
+const metrics = capturedHandlerMetrics();
 
 function record(id: string, secondsAgo: number, extra: Record<string, unknown> = {}) {
   return {
@@ -28,13 +26,7 @@ function record(id: string, secondsAgo: number, extra: Record<string, unknown> =
 
 beforeEach(() => {
   ddb.reset();
-  applyEnv(backendEnv());
-  clock.now = () => NOW;
-  metrics = [];
-  metricSink.write = (line) => { metrics.push(JSON.parse(line)); };
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
 });
-afterEach(() => jest.restoreAllMocks());
 
 describe('cleanup timing', () => {
   test('an agent is INACTIVE after two missed heartbeats (each counted missed half an interval late)', () => {

@@ -1,4 +1,7 @@
 /* Test fixtures: instances as DescribeInstances returns them, and the policy the construct renders. */
+import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { EC2Client, ModifyInstanceMetadataOptionsCommand } from '@aws-sdk/client-ec2';
+import { mockClient } from 'aws-sdk-client-mock';
 import type { ImdsPolicy } from '../../../lib/imds/handler/shared/policy';
 
 export const POLICY: ImdsPolicy = {
@@ -50,4 +53,25 @@ export function awsError(name: string, message = `${name} (simulated)`): Error {
 export function instantClock() {
   let t = 1_700_000_000_000;
   return { now: () => t, sleep: async (ms: number) => { t += ms; } };
+}
+
+/**
+ * The EC2 and CloudWatch clients mocked for a handler test file, and the log lines the
+ * handler prints: reset before each test, with no IMDSv1 usage and modifies that succeed.
+ */
+export function mockedImdsClients() {
+  const ec2 = mockClient(EC2Client);
+  const cloudwatch = mockClient(CloudWatchClient);
+  const logs: string[] = [];
+  beforeEach(() => {
+    ec2.reset();
+    cloudwatch.reset();
+    cloudwatch.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
+    ec2.on(ModifyInstanceMetadataOptionsCommand).resolves({});
+    process.env.IMDS_POLICY = JSON.stringify(POLICY);
+    logs.length = 0;
+    jest.spyOn(console, 'log').mockImplementation((line: string) => { logs.push(line); });
+  });
+  afterEach(() => jest.restoreAllMocks());
+  return { ec2, cloudwatch, logs };
 }

@@ -1,12 +1,8 @@
-import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { DescribeInstancesCommand, EC2Client, ModifyInstanceMetadataOptionsCommand } from '@aws-sdk/client-ec2';
-import { mockClient } from 'aws-sdk-client-mock';
+import { DescribeInstancesCommand, ModifyInstanceMetadataOptionsCommand } from '@aws-sdk/client-ec2';
 import { handler } from '../../../lib/imds/handler/instance-running';
-import { awsError, compliant, instance, page, POLICY } from './fleet';
+import { awsError, compliant, instance, mockedImdsClients, page, POLICY } from './fleet';
 
-const ec2 = mockClient(EC2Client);
-const cloudwatch = mockClient(CloudWatchClient);
-let logs: string[];
+const { ec2, logs } = mockedImdsClients();
 
 function running(instanceId: string, state = 'running') {
   return {
@@ -16,17 +12,6 @@ function running(instanceId: string, state = 'running') {
   };
 }
 
-beforeEach(() => {
-  ec2.reset();
-  cloudwatch.reset();
-  cloudwatch.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
-  ec2.on(ModifyInstanceMetadataOptionsCommand).resolves({});
-  process.env.IMDS_POLICY = JSON.stringify(POLICY);
-  logs = [];
-  jest.spyOn(console, 'log').mockImplementation((line: string) => { logs.push(line); });
-});
-
-afterEach(() => jest.restoreAllMocks());
 
 describe('the EventBridge path for one launched instance', () => {
   test('enforces the policy on the instance that entered running', async () => {

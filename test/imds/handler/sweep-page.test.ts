@@ -1,25 +1,11 @@
-import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { DescribeInstancesCommand, EC2Client, ModifyInstanceMetadataOptionsCommand } from '@aws-sdk/client-ec2';
-import { mockClient } from 'aws-sdk-client-mock';
+import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { DescribeInstancesCommand, ModifyInstanceMetadataOptionsCommand } from '@aws-sdk/client-ec2';
 import { handler, SweepInput } from '../../../lib/imds/handler/sweep-page';
-import { awsError, compliant, instance, page, POLICY } from './fleet';
+import { awsError, compliant, instance, mockedImdsClients, page, POLICY } from './fleet';
 
-const ec2 = mockClient(EC2Client);
-const cloudwatch = mockClient(CloudWatchClient);
+const { ec2, cloudwatch, logs } = mockedImdsClients();
 const context = { getRemainingTimeInMillis: () => 900_000 };
-let logs: string[];
 
-beforeEach(() => {
-  ec2.reset();
-  cloudwatch.reset();
-  cloudwatch.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
-  ec2.on(ModifyInstanceMetadataOptionsCommand).resolves({});
-  process.env.IMDS_POLICY = JSON.stringify(POLICY);
-  logs = [];
-  jest.spyOn(console, 'log').mockImplementation((line: string) => { logs.push(line); });
-});
-
-afterEach(() => jest.restoreAllMocks());
 
 /** Loops the handler the way the state machine does, until it says done. */
 async function runSweep(input: SweepInput = { trigger: 'create' }): Promise<SweepInput> {
@@ -165,7 +151,7 @@ describe('sweep over several pages', () => {
 
     // WHEN the sweep runs again over the now compliant fleet
     ec2.resetHistory();
-    logs = [];
+    logs.length = 0;
     const again = await runSweep({ trigger: 'update' });
 
     // THEN
