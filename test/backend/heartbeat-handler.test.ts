@@ -299,6 +299,73 @@ describe('identity', () => {
   });
 });
 
+describe('the origin comes from the caller and the backend, never from the body', () => {
+  const withRegion = (region: string, availabilityZone = `${region}a`) =>
+    validBody({ identityDocument: { ...validBody().identityDocument, region, availabilityZone } });
+
+  test.each([
+    ['another real Region', 'eu-west-1'],
+    ['a made-up Region', 'zz-fake-9'],
+    ['a typo of the backend\'s Region', 'us-eat-1'],
+  ])('a body naming %s (%s) is refused and writes no registry item', async (_case, region) => {
+    // GIVEN a backend in us-east-1
+    applyEnv(backendEnv({ AWS_REGION: 'us-east-1' }));
+    resetForTests();
+    fakeRegistry();
+    tagsAre({});
+
+    // WHEN
+    const res = await call(withRegion(region));
+
+    // THEN
+    expect(res.status).toBe(403);
+    expect(res.body.message).toBe(
+      `identityDocument.region ${region} is not this backend's Region us-east-1: an instance sends heartbeats to the backend of its own Region`);
+    expect(ddb.commandCalls(UpdateCommand)).toHaveLength(0);
+    expect(metrics[0]).toMatchObject({ HeartbeatsRejected: 1, Reason: 'IdentityMismatch' });
+  });
+
+  test('an Availability Zone of another Region is refused', async () => {
+    fakeRegistry();
+    tagsAre({});
+    const res = await call(withRegion(REGION, 'eu-west-10a'));
+    expect(res.status).toBe(403);
+    expect(res.body.message).toBe(`identityDocument.availabilityZone eu-west-10a is not in the Region ${REGION}`);
+    expect(ddb.commandCalls(UpdateCommand)).toHaveLength(0);
+  });
+
+  test('Local Zones of the backend\'s Region are accepted', async () => {
+    fakeRegistry();
+    tagsAre({});
+    expect((await call(withRegion(REGION, `${REGION}-lax-1a`))).status).toBe(200);
+  });
+
+  test('the registry key and the identifying attributes are the caller\'s account and instance and the backend\'s Region', async () => {
+    fakeRegistry();
+    tagsAre({});
+    await call(validBody());
+    const input = ddb.commandCalls(UpdateCommand)[0].args[0].input;
+    expect(input.Key).toEqual({ pk: `${ACCOUNT}#${REGION}#${INSTANCE}` });
+    expect(input.ExpressionAttributeValues).toMatchObject({ ':account': ACCOUNT, ':region': REGION, ':instance': INSTANCE });
+  });
+
+  test('an excluded instance gets no runs by naming another Region', async () => {
+    // GIVEN an instance of the backend's account and Region tagged out of the fleet
+    fakeRegistry();
+    tagsAre({ [INSTANCE]: { Environment: 'prod', SecurityAgentManaged: 'false' } });
+
+    // WHEN it claims to be elsewhere, then tells the truth
+    const elsewhere = await call(withRegion('ap-south-1'));
+    const here = await call(validBody());
+
+    // THEN no runs either way
+    expect(elsewhere.status).toBe(403);
+    expect(elsewhere.body.instructions).toBeUndefined();
+    expect(here.status).toBe(200);
+    expect(here.body.instructions).toEqual([]);
+  });
+});
+
 describe('schema violations are 400s with the reason', () => {
   beforeEach(() => {
     fakeRegistry();

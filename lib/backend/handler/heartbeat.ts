@@ -96,8 +96,22 @@ export function parseBody(event: Pick<APIGatewayProxyEvent, 'body' | 'isBase64En
   return parsed as HeartbeatBody;
 }
 
-/** The caller must be the instance the body describes, in the account the body names. */
-export function checkIdentity(event: Pick<APIGatewayProxyEvent, 'requestContext'>, body: HeartbeatBody): InstanceCaller {
+/** Where the heartbeat is from, taken from the caller and the backend only, never from the body. */
+export interface HeartbeatOrigin extends InstanceCaller {
+  /** The backend's own Region: an instance heartbeats to the backend of its Region. */
+  readonly region: string;
+}
+
+/**
+ * The caller must be an instance role session (which names the account and the instance),
+ * and the body must describe that very instance, in that account and in the backend's own
+ * Region. The body only ever confirms the origin; a body that disagrees is refused.
+ */
+export function checkIdentity(
+  event: Pick<APIGatewayProxyEvent, 'requestContext'>,
+  body: HeartbeatBody,
+  backendRegion: string,
+): HeartbeatOrigin {
   const caller = instanceCaller(event.requestContext?.identity);
   if ('problem' in caller) throw new Rejected(403, 'NotAnInstance', caller.problem);
   const doc = body.identityDocument;
@@ -107,23 +121,32 @@ export function checkIdentity(event: Pick<APIGatewayProxyEvent, 'requestContext'
   if (caller.accountId !== doc.accountId) {
     throw new Rejected(403, 'IdentityMismatch', `identityDocument.accountId ${doc.accountId} is not the calling account ${caller.accountId}`);
   }
-  return caller;
+  if (doc.region !== backendRegion) {
+    throw new Rejected(403, 'IdentityMismatch',
+      `identityDocument.region ${doc.region} is not this backend's Region ${backendRegion}: an instance sends heartbeats to the backend of its own Region`);
+  }
+  const zone = doc.availabilityZone;
+  if (!zone.startsWith(backendRegion) || !/^([a-z]|-[a-z0-9-]+)$/.test(zone.slice(backendRegion.length))) {
+    throw new Rejected(403, 'IdentityMismatch', `identityDocument.availabilityZone ${doc.availabilityZone} is not in the Region ${backendRegion}`);
+  }
+  return { ...caller, region: backendRegion };
 }
 
-async function register(config: BackendConfig, body: HeartbeatBody, nowSeconds: number): Promise<void> {
+async function register(config: BackendConfig, origin: HeartbeatOrigin, body: HeartbeatBody, nowSeconds: number): Promise<void> {
   const doc = body.identityDocument;
   await ddb.send(new UpdateCommand({
     TableName: config.tableName,
-    Key: { pk: registryKey(doc.accountId, doc.region, doc.instanceId) },
+    // The key and the identifying attributes come from the caller and the backend, not the body.
+    Key: { pk: registryKey(origin.accountId, origin.region, origin.instanceId) },
     UpdateExpression: 'SET accountId = :account, #region = :region, instanceId = :instance, availabilityZone = :az, '
       + 'instanceType = :type, imageId = :image, architecture = :arch, agentVersion = :version, imdsVersion = :imds, '
       + 'sensors = :sensors, lastHeartbeat = :now, heartbeatIntervalSeconds = :interval, expiresAt = :expires, '
       + '#status = :active, firstSeen = if_not_exists(firstSeen, :now)',
     ExpressionAttributeNames: { '#region': 'region', '#status': 'status' },
     ExpressionAttributeValues: {
-      ':account': doc.accountId,
-      ':region': doc.region,
-      ':instance': doc.instanceId,
+      ':account': origin.accountId,
+      ':region': origin.region,
+      ':instance': origin.instanceId,
       ':az': doc.availabilityZone,
       ':type': doc.instanceType,
       ':image': doc.imageId,
@@ -147,10 +170,10 @@ export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayPr
     putMetrics(config.metricNamespace, { Backend: config.backendName, ...extra }, [{ name, value: 1 }], now);
 
   let body: HeartbeatBody;
-  let caller: InstanceCaller;
+  let origin: HeartbeatOrigin;
   try {
     body = parseBody(event);
-    caller = checkIdentity(event, body);
+    origin = checkIdentity(event, body, config.region);
   } catch (err) {
     if (!(err instanceof Rejected)) throw err;
     metric('HeartbeatsRejected', { Reason: err.reason });
@@ -162,22 +185,22 @@ export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayPr
   }
 
   const nowSeconds = Math.floor(now / 1000);
-  const doc = body.identityDocument;
   try {
-    await register(config, body, nowSeconds);
-    // Tags are only visible for instances of the backend's own account and Region.
-    const local = doc.accountId === config.accountId && doc.region === config.region;
-    const instanceTags = local ? await tags.tagsOf(doc.instanceId) : {};
+    await register(config, origin, body, nowSeconds);
+    // EC2 shows the backend only the tags of its own account's instances. Whether the
+    // exclusion tag applies depends on the caller's account (from its signature), never the body.
+    const local = origin.accountId === config.accountId;
+    const instanceTags = local ? await tags.tagsOf(origin.instanceId) : {};
     const selected = selectTemplates(config.templates, instanceTags, config.exclusionTagKey);
     const instructions = instructionsFor(
       selected,
-      registryKey(doc.accountId, doc.region, doc.instanceId),
-      `${config.agentPrefix}${caller.userId}/`,
+      registryKey(origin.accountId, origin.region, origin.instanceId),
+      `${config.agentPrefix}${origin.userId}/`,
       nowSeconds,
     );
     metric('Heartbeats');
     return json(200, {
-      instanceId: doc.instanceId,
+      instanceId: origin.instanceId,
       nextHeartbeatSeconds: config.heartbeatIntervalSeconds,
       telemetryBucket: config.telemetryBucket,
       sensors: sensorSwitches(instructions),
@@ -185,7 +208,7 @@ export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayPr
     });
   } catch (err) {
     metric('HeartbeatErrors');
-    console.error(JSON.stringify({ message: 'heartbeat failed', error: String(err), instanceId: doc.instanceId }));
+    console.error(JSON.stringify({ message: 'heartbeat failed', error: String(err), instanceId: origin.instanceId }));
     const what = err instanceof TagsUnavailableError ? 'instance tags' : 'the agent registry';
     return json(503, { message: `${what} could not be reached; retry at the next heartbeat` }, { 'retry-after': '60' });
   }
