@@ -332,7 +332,7 @@ export class AgentBackend extends Construct {
       logRetention,
       deadLetterQueue: deadLetters,
       statements: [
-        new iam.PolicyStatement({ actions: ['dynamodb:Scan', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'], resources: [this.registry.tableArn] }),
+        new iam.PolicyStatement({ actions: ['dynamodb:Scan', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'], resources: [this.registry.tableArn] }),
         ...this.registryKeyStatements(),
       ],
     });

@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, DynamoDBDocumentClient, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { handler } from '../../lib/backend/handler/registry-sweep';
 import { agentStatus, inactiveAfterSeconds, isExpired } from '../../lib/backend/handler/shared/registry';
@@ -119,8 +119,50 @@ describe('the registry sweep', () => {
     const conflict = new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
     ddb.on(UpdateCommand).rejects(conflict);
     ddb.on(DeleteCommand).rejects(conflict);
+    // Both records were refreshed by a heartbeat just now.
+    ddb.on(GetCommand).callsFake((input) => ({ Item: { ...record(input.Key.pk.split('#')[2], 0), pk: input.Key.pk } }));
     const result = await handler();
-    expect(result).toMatchObject({ markedInactive: 0, removed: 0, active: 1, inactive: 1 });
+    expect(result).toMatchObject({ markedInactive: 0, removed: 0, active: 2, inactive: 0 });
+  });
+
+  test('after a lost race the record is read again and counted as it is now: by type and version too', async () => {
+    // GIVEN one agent seen active, one about to be marked inactive, one about to be removed
+    ddb.on(ScanCommand).resolves({
+      Items: [
+        record('i-00000000000000001', 60),
+        record('i-00000000000000002', 1600, { instanceType: 't3.micro', agentVersion: '1.3.0' }),
+        record('i-00000000000000005', 31 * 86400, { instanceType: 't3.micro', agentVersion: '1.3.0' }),
+      ],
+    });
+    // WHEN heartbeats (from upgraded agents) win both conditional writes
+    const conflict = new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+    ddb.on(UpdateCommand).rejects(conflict);
+    ddb.on(DeleteCommand).rejects(conflict);
+    ddb.on(GetCommand).callsFake((input) => ({
+      Item: { ...record(input.Key.pk.split('#')[2], 5, { instanceType: 'c7i.xlarge', agentVersion: '1.5.0', imdsVersion: 'v1' }), pk: input.Key.pk },
+    }));
+    const result = await handler();
+
+    // THEN what was written is counted, and the breakdowns add up to ActiveAgents
+    expect(result).toEqual({
+      active: 3, inactive: 0, markedInactive: 0, removed: 0, imdsV1: 2,
+      byInstanceType: { 'm7g.large': 1, 'c7i.xlarge': 2 },
+      byAgentVersion: { '1.4.2': 1, '1.5.0': 2 },
+    });
+    const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+    expect(sum(result.byInstanceType)).toBe(result.active);
+    expect(sum(result.byAgentVersion)).toBe(result.active);
+    expect(ddb.commandCalls(GetCommand).map((c) => c.args[0].input)).toEqual([
+      expect.objectContaining({ Key: { pk: '111122223333#eu-west-1#i-00000000000000002' }, ConsistentRead: true }),
+      expect.objectContaining({ Key: { pk: '111122223333#eu-west-1#i-00000000000000005' }, ConsistentRead: true }),
+    ]);
+  });
+
+  test('a record gone after a lost race (removed by TTL meanwhile) is not counted', async () => {
+    ddb.on(ScanCommand).resolves({ Items: [record('i-00000000000000002', 1600)] });
+    ddb.on(UpdateCommand).rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
+    ddb.on(GetCommand).resolves({});
+    expect(await handler()).toMatchObject({ active: 0, inactive: 0, markedInactive: 0, removed: 0 });
   });
 
   test('other DynamoDB errors fail the run (the schedule retries, then the dead-letter queue)', async () => {

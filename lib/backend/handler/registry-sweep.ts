@@ -5,10 +5,12 @@
  * - marks agents INACTIVE after two missed heartbeats,
  * - publishes the fleet's agent metrics: active agents by instance type and agent version,
  *   agents still using IMDSv1, inactive and removed agents.
- * Every write is conditional on the heartbeat it judged, so a heartbeat arriving meanwhile wins.
+ * Every write is conditional on the heartbeat it judged, so a heartbeat arriving meanwhile wins;
+ * the record is then read again and counted as it now is, so the counts by instance type and
+ * agent version always add up to ActiveAgents.
  */
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { clock } from './shared/clock';
 import { BackendConfig, loadConfig } from './shared/config';
 import { MetricValue, putMetrics } from './shared/emf';
@@ -57,6 +59,20 @@ function markInactive(config: BackendConfig, record: RegistryRecord): Promise<bo
   })));
 }
 
+const PROJECTION = 'pk, lastHeartbeat, heartbeatIntervalSeconds, expiresAt, #status, instanceType, agentVersion, imdsVersion';
+
+/** The record as it is now, after a heartbeat won the race with a conditional write. */
+async function current(config: BackendConfig, pk: string): Promise<RegistryRecord | undefined> {
+  const res = await ddb.send(new GetCommand({
+    TableName: config.tableName,
+    Key: { pk },
+    ConsistentRead: true,
+    ProjectionExpression: PROJECTION,
+    ExpressionAttributeNames: { '#status': 'status' },
+  }));
+  return res.Item as RegistryRecord | undefined;
+}
+
 const increment = (counts: Record<string, number>, key: string | undefined) => {
   const k = key ?? 'unknown';
   counts[k] = (counts[k] ?? 0) + 1;
@@ -70,29 +86,42 @@ export async function handler(): Promise<SweepResult> {
   const byInstanceType: Record<string, number> = {};
   const byAgentVersion: Record<string, number> = {};
 
-  const records = scanRegistry(ddb, {
-    TableName: config.tableName,
-    ProjectionExpression: 'pk, lastHeartbeat, heartbeatIntervalSeconds, expiresAt, #status, instanceType, agentVersion, imdsVersion',
-    ExpressionAttributeNames: { '#status': 'status' },
-  });
-  for await (const record of records) {
-    if (isExpired(record, nowSeconds)) {
-      if (await removeExpired(config, record, nowSeconds)) {
-        removed++;
-        continue;
-      }
-      active++; // refreshed by a heartbeat while we looked
-      continue;
-    }
-    if (agentStatus(record, nowSeconds) === 'INACTIVE') {
-      inactive++;
-      if (record.status !== 'INACTIVE' && await markInactive(config, record)) markedInactive++;
-      continue;
-    }
+  const countActive = (record: RegistryRecord) => {
     active++;
     increment(byInstanceType, record.instanceType);
     increment(byAgentVersion, record.agentVersion);
     if (record.imdsVersion === 'v1') imdsV1++;
+  };
+  /** Counts a record re-read after a lost race, as it now is, without writing again. */
+  const countAsNow = (record: RegistryRecord | undefined) => {
+    if (!record) return; // removed meanwhile (DynamoDB TTL)
+    if (isExpired(record, nowSeconds) || agentStatus(record, nowSeconds) === 'INACTIVE') inactive++;
+    else countActive(record);
+  };
+
+  const records = scanRegistry(ddb, {
+    TableName: config.tableName,
+    ProjectionExpression: PROJECTION,
+    ExpressionAttributeNames: { '#status': 'status' },
+  });
+  for await (const record of records) {
+    if (isExpired(record, nowSeconds)) {
+      if (await removeExpired(config, record, nowSeconds)) removed++;
+      else countAsNow(await current(config, record.pk)); // refreshed by a heartbeat while we looked
+      continue;
+    }
+    if (agentStatus(record, nowSeconds) === 'INACTIVE') {
+      if (record.status === 'INACTIVE') {
+        inactive++;
+      } else if (await markInactive(config, record)) {
+        inactive++;
+        markedInactive++;
+      } else {
+        countAsNow(await current(config, record.pk)); // a heartbeat came in: the agent is back
+      }
+      continue;
+    }
+    countActive(record);
   }
 
   const backend = { Backend: config.backendName };
