@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import { AssociationSchedule } from './association-schedule';
 import { AutoConfigurationMode } from './auto-configuration-mode';
 import { DefaultHostManagement } from './default-host-management';
+import { grantKeyThroughS3 } from '../core/key-through-s3';
 import { acknowledgeNagFindings, nagFindingValue } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { AgentInstallDocument } from '../install/agent-install-document';
@@ -270,7 +271,15 @@ export class AgentAutoConfiguration extends Construct {
       resourceArns: [bucket.bucketArn],
       resource: bucket,
     });
-    bucket.encryptionKey?.grant(grantee, 'kms:GenerateDataKey', 'kms:Decrypt');
+    // The key only through S3 and only for this bucket, never directly. The store's bucket uses
+    // S3 Bucket Keys (context: the bucket); a bucket of yours may not (context: the object).
+    if (bucket.encryptionKey) {
+      grantKeyThroughS3(grantee, ['kms:GenerateDataKey', 'kms:Decrypt'], {
+        key: bucket.encryptionKey,
+        bucket,
+        objectPrefix: bucket === this.telemetryStore?.bucket ? undefined : `${this.outputPrefix}/`,
+      });
+    }
   }
 
   private acknowledgeGrantFindings(policy: iam.CfnPolicy, whose: string): void {

@@ -1,9 +1,10 @@
-import { Duration, RemovalPolicy, Stack, Token, TokenComparison } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY } from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
+import { grantKeyThroughS3 } from '../core/key-through-s3';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 
@@ -207,29 +208,8 @@ export class TelemetryStore extends Construct {
   }
 
   private grantKeyThroughS3(grantee: iam.IGrantable, actions: string[]): iam.Grant {
-    const viaS3 = { 'kms:ViaService': `s3.${Stack.of(this).region}.${Stack.of(this).urlSuffix}` };
-    const principalAccount = grantee.grantPrincipal.principalAccount;
-    const sameAccount = principalAccount === undefined
-      || Token.compareStrings(principalAccount, Stack.of(this).account) !== TokenComparison.DIFFERENT;
-    if (sameAccount) {
-      return iam.Grant.addToPrincipal({
-        grantee,
-        actions,
-        resourceArns: [this.encryptionKey.keyArn],
-        // With S3 Bucket Keys the encryption context is the bucket, not the object.
-        conditions: { StringEquals: { ...viaS3, 'kms:EncryptionContext:aws:s3:arn': this.bucket.bucketArn } },
-      });
-    }
-    // Another account's principal also needs the key policy. The key policy cannot name
-    // the bucket (the bucket already names the key: a cycle), so there it is S3 only.
-    return iam.Grant.addToPrincipalAndResource({
-      grantee,
-      actions,
-      resourceArns: [this.encryptionKey.keyArn],
-      resource: this.encryptionKey,
-      resourceSelfArns: ['*'],
-      conditions: { StringEquals: viaS3 },
-    });
+    // The store's bucket uses S3 Bucket Keys: the encryption context is the bucket.
+    return grantKeyThroughS3(grantee, actions, { key: this.encryptionKey, bucket: this.bucket });
   }
 
   /**
