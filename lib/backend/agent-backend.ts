@@ -20,6 +20,7 @@ import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { TelemetryStore } from '../telemetry/telemetry-store';
+import { COVERAGE_CHANGE_DETAIL_TYPE, COVERAGE_EVENT_SOURCE } from './coverage-event';
 
 /**
  * How agents reach the backend's API.
@@ -217,6 +218,15 @@ const STAGE_NAME = 'live';
  * record per instance) and answers with the assessment runs the instance's tags select.
  */
 export class AgentBackend extends Construct {
+  /**
+   * `source` of the coverage change events the coverage report puts on the account's
+   * default event bus (see the README for the detail's JSON Schema).
+   */
+  public static readonly COVERAGE_EVENT_SOURCE: string = COVERAGE_EVENT_SOURCE;
+
+  /** `detail-type` of a coverage change event: one instance's coverage category changed. */
+  public static readonly COVERAGE_CHANGE_DETAIL_TYPE: string = COVERAGE_CHANGE_DETAIL_TYPE;
+
   /** The heartbeat API. */
   public readonly api: apigw.RestApi;
 
@@ -354,8 +364,21 @@ export class AgentBackend extends Construct {
         ...this.registryKeyStatements(),
         describeStatement(['ec2:DescribeInstances', 'ssm:DescribeInstanceInformation']),
         new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [props.telemetry.bucket.arnForObjects(`${REPORT_PREFIX}*`)] }),
+        // The previous report, to tell what changed; listing only it, so a first run reads "no such key", not "access denied".
+        new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [props.telemetry.bucket.arnForObjects(`${REPORT_PREFIX}latest.json`)] }),
         new iam.PolicyStatement({
-          actions: ['kms:GenerateDataKey'],
+          actions: ['s3:ListBucket'],
+          resources: [props.telemetry.bucket.bucketArn],
+          conditions: { StringEquals: { 's3:prefix': `${REPORT_PREFIX}latest.json` } },
+        }),
+        // Coverage change events: the default bus of this account, only this source and detail-type.
+        new iam.PolicyStatement({
+          actions: ['events:PutEvents'],
+          resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
+          conditions: { StringEquals: { 'events:source': COVERAGE_EVENT_SOURCE, 'events:detail-type': COVERAGE_CHANGE_DETAIL_TYPE } },
+        }),
+        new iam.PolicyStatement({
+          actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
           resources: [props.telemetry.encryptionKey.keyArn],
           conditions: {
             StringEquals: {

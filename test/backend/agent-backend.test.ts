@@ -211,18 +211,33 @@ describe('AgentBackend registry and functions', () => {
     expect(statements[3]).toMatchObject({ Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': 'eu-west-1' } } });
   });
 
-  test('the coverage report may write only below reports/coverage/ of the store', () => {
+  test('the coverage report may write only below reports/coverage/ of the store, and read only the previous report', () => {
     const { stack, backend, telemetry, template } = backendStack();
     const statements = managedPolicyStatements(template(), logicalId(stack, backend.node.findChild('CoverageReportRole')));
     const bucketArn = { 'Fn::GetAtt': [logicalId(stack, telemetry.bucket), 'Arn'] };
     expect(statements).toEqual(expect.arrayContaining([
       { Effect: 'Allow', Action: 's3:PutObject', Resource: { 'Fn::Join': ['', [bucketArn, '/reports/coverage/*']] } },
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: { 'Fn::Join': ['', [bucketArn, '/reports/coverage/latest.json']] } },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn, Condition: { StringEquals: { 's3:prefix': 'reports/coverage/latest.json' } } },
       {
-        Effect: 'Allow', Action: 'kms:GenerateDataKey', Resource: { 'Fn::GetAtt': [logicalId(stack, telemetry.encryptionKey), 'Arn'] },
+        Effect: 'Allow', Action: ['kms:GenerateDataKey', 'kms:Decrypt'], Resource: { 'Fn::GetAtt': [logicalId(stack, telemetry.encryptionKey), 'Arn'] },
         Condition: { StringEquals: { 'kms:ViaService': { 'Fn::Join': ['', ['s3.eu-west-1.', { Ref: 'AWS::URLSuffix' }]] }, 'kms:EncryptionContext:aws:s3:arn': bucketArn } },
       },
     ]));
-    expect(JSON.stringify(statements)).not.toMatch(/s3:GetObject|s3:DeleteObject|s3:ListBucket/);
+    expect(JSON.stringify(statements)).not.toMatch(/s3:DeleteObject/);
+  });
+
+  test('the coverage report puts events only on the default bus, only with its own source and detail-type', () => {
+    const { stack, backend, template } = backendStack();
+    const statements = managedPolicyStatements(template(), logicalId(stack, backend.node.findChild('CoverageReportRole')));
+    const putEvents = statements.filter((s: any) => JSON.stringify(s.Action).includes('events:'));
+    expect(putEvents).toEqual([{
+      Effect: 'Allow', Action: 'events:PutEvents',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:eu-west-1:111122223333:event-bus/default']] },
+      Condition: { StringEquals: { 'events:source': 'cdk-agent-fleet', 'events:detail-type': 'Agent Coverage Status Change' } },
+    }]);
+    expect(AgentBackend.COVERAGE_EVENT_SOURCE).toBe('cdk-agent-fleet');
+    expect(AgentBackend.COVERAGE_CHANGE_DETAIL_TYPE).toBe('Agent Coverage Status Change');
   });
 
   test('the sweep runs every heartbeat interval (at least 5 minutes), the report every coverageReportInterval', () => {

@@ -1,5 +1,5 @@
 import { DescribeInstancesCommand, EC2Client, Instance } from '@aws-sdk/client-ec2';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -33,6 +33,12 @@ describe('categorisation', () => {
     ['excluded by the tag, whatever else is true', { ...base, exclusionTag: 'false', agent: 'ACTIVE' as const }, 'excluded'],
     ['an active agent', { ...base, agent: 'ACTIVE' as const }, 'covered'],
     ['an active agent on an instance SSM lost', { ...base, ssmOnline: false, agent: 'ACTIVE' as const }, 'covered'],
+    ['an active agent whose service runs', { ...base, agent: 'ACTIVE' as const, agentService: 'RUNNING' }, 'covered'],
+    ['an active agent that cannot see its service', { ...base, agent: 'ACTIVE' as const, agentService: 'UNREPORTED' }, 'covered'],
+    ['a heartbeat saying the agent\'s service stopped', { ...base, agent: 'ACTIVE' as const, agentService: 'STOPPED' }, 'agentUnhealthy'],
+    ['a heartbeat saying the agent\'s service failed', { ...base, agent: 'ACTIVE' as const, agentService: 'FAILED' }, 'agentUnhealthy'],
+    ['a heartbeat saying the agent is not installed', { ...base, agent: 'ACTIVE' as const, agentService: 'NOT_INSTALLED' }, 'agentUnhealthy'],
+    ['excluded, even with a stopped service', { ...base, exclusionTag: 'false', agent: 'ACTIVE' as const, agentService: 'STOPPED' }, 'excluded'],
     ['an inactive agent', { ...base, agent: 'INACTIVE' as const }, 'agentInactive'],
     ['no agent and not managed by SSM', { ...base, ssmOnline: false }, 'notSsmManaged'],
     ['no agent though SSM manages it', { ...base }, 'agentMissing'],
@@ -73,13 +79,14 @@ describe('the coverage report', () => {
     // 1 active, 2 inactive, 8 expired (so: no agent), 3 and 7 without a record
     ddb.on(ScanCommand).resolves({ Items: [agent(1, 60), agent(2, 5000), agent(4, 60), { ...agent(8, 60), expiresAt: nowS - 1 }] });
     s3.on(PutObjectCommand).resolves({});
+    s3.on(GetObjectCommand).rejects(new NoSuchKey({ message: 'The specified key does not exist.', $metadata: {} }));
 
     // WHEN
     const result = await handler();
 
     // THEN
     expect(result.counts).toEqual({
-      covered: 1, excluded: 1, agentInactive: 1, notSsmManaged: 2, agentMissing: 3, imdsV1Allowed: 2, misconfiguredTag: 1,
+      covered: 1, excluded: 1, agentUnhealthy: 0, agentInactive: 1, notSsmManaged: 2, agentMissing: 3, imdsV1Allowed: 2, misconfiguredTag: 1,
     });
     expect(result.coverageRatio).toBe(14.29); // 1 of 7
     const puts = s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
@@ -90,7 +97,7 @@ describe('the coverage report', () => {
     expect(report).toMatchObject({
       generatedAt: '2026-03-01T12:00:00.000Z', accountId: ACCOUNT, region: REGION, backend: 'Stack/Backend', instances: 8,
       instanceIds: {
-        covered: [id(1)], excluded: [id(4)], agentInactive: [id(2)], notSsmManaged: [id(5), id(6)], agentMissing: [id(3), id(7), id(8)],
+        covered: [id(1)], excluded: [id(4)], agentUnhealthy: [], agentInactive: [id(2)], notSsmManaged: [id(5), id(6)], agentMissing: [id(3), id(7), id(8)],
         imdsV1Allowed: [id(3), id(8)], misconfiguredTag: [id(7)],
       },
     });
@@ -104,7 +111,7 @@ describe('the coverage report', () => {
     expect(ec2.commandCalls(DescribeInstancesCommand)[1].args[0].input.NextToken).toBe('more');
     expect(ssm.commandCalls(DescribeInstanceInformationCommand)[1].args[0].input.NextToken).toBe('p2');
     expect(metrics).toEqual([expect.objectContaining({
-      Backend: 'Stack/Backend', Instances: 8, Covered: 1, Excluded: 1, AgentInactive: 1, NotSsmManaged: 2, AgentMissing: 3,
+      Backend: 'Stack/Backend', Instances: 8, Covered: 1, Excluded: 1, AgentUnhealthy: 0, AgentInactive: 1, NotSsmManaged: 2, AgentMissing: 3,
       ImdsV1Allowed: 2, MisconfiguredTag: 1, CoverageRatio: 14.29,
     })]);
   });

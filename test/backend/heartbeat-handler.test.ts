@@ -102,6 +102,24 @@ describe('a valid heartbeat', () => {
     });
   });
 
+  test('the agent\'s service state is recorded for the coverage report; UNREPORTED when the client does not say', async () => {
+    fakeRegistry();
+    tagsAre({});
+    await call(validBody({ agentService: { state: 'STOPPED', message: 'inactive (dead) since 11:58' } }));
+    await call(validBody());
+    const values = ddb.commandCalls(UpdateCommand).map((c) => c.args[0].input.ExpressionAttributeValues![':service']);
+    expect(values).toEqual(['STOPPED', 'UNREPORTED']);
+    expect(ddb.commandCalls(UpdateCommand)[0].args[0].input.UpdateExpression).toContain('agentServiceState = :service');
+  });
+
+  test('an agent service state outside the closed set is a 400', async () => {
+    fakeRegistry();
+    tagsAre({});
+    const res = await call(validBody({ agentService: { state: 'DEGRADED' } }));
+    expect(res.status).toBe(400);
+    expect(res.body.message).toBe('body.agentService.state must be one of RUNNING, STOPPED, FAILED, NOT_INSTALLED');
+  });
+
   test('a base64-encoded body is decoded first', async () => {
     fakeRegistry();
     tagsAre({});

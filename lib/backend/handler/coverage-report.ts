@@ -7,15 +7,22 @@
  * telemetry store (`<reportPrefix><timestamp>.json` and `<reportPrefix>latest.json`),
  * plus the counts as metrics.
  *
- * Each instance is in exactly one of covered, excluded, agentInactive, notSsmManaged and
- * agentMissing (checked in that order); imdsV1Allowed and misconfiguredTag are flags on top.
+ * Each instance is in exactly one of covered, excluded, agentUnhealthy, agentInactive,
+ * notSsmManaged and agentMissing (checked in that order); imdsV1Allowed and
+ * misconfiguredTag are flags on top.
+ *
+ * Against the previous report (`latest.json`), every instance whose category changed gets
+ * a coverage change event on the default EventBridge bus. `latest.json` moves on only once
+ * the events are out, so a run that could not send them sends them again (at least once).
  */
 import { DescribeInstancesCommand, EC2Client, Instance } from '@aws-sdk/client-ec2';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { clock } from './shared/clock';
+import { CATEGORIES, Category, coverageChanges, putCoverageChanges, ReportSnapshot } from './shared/coverage-events';
 import { loadConfig } from './shared/config';
 import { putMetrics } from './shared/emf';
 import { EXCLUDED_VALUE } from './shared/instructions';
@@ -25,10 +32,12 @@ const ec2 = new EC2Client({});
 const ssm = new SSMClient({});
 const s3 = new S3Client({});
 const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+const events = new EventBridgeClient({});
 
-/** The categories an instance falls in, exactly one each. */
-export const CATEGORIES = ['covered', 'excluded', 'agentInactive', 'notSsmManaged', 'agentMissing'] as const;
-export type Category = typeof CATEGORIES[number];
+export { CATEGORIES, Category };
+
+/** Service states that count as a working agent (UNREPORTED: the client cannot tell). */
+const SERVICE_WORKING = new Set(['RUNNING', 'UNREPORTED']);
 
 /** What the report says about one instance, as input to categorisation. */
 export interface InstanceFacts {
@@ -39,6 +48,8 @@ export interface InstanceFacts {
   readonly imdsV1Allowed: boolean;
   readonly ssmOnline: boolean;
   readonly agent?: 'ACTIVE' | 'INACTIVE';
+  /** The agent's service state from its last heartbeat. */
+  readonly agentService?: string;
 }
 
 /** The report object. */
@@ -58,7 +69,7 @@ export interface CoverageReport {
 /** One instance's category. */
 export function categorise(facts: InstanceFacts): Category {
   if (facts.exclusionTag === EXCLUDED_VALUE) return 'excluded';
-  if (facts.agent === 'ACTIVE') return 'covered';
+  if (facts.agent === 'ACTIVE') return facts.agentService === undefined || SERVICE_WORKING.has(facts.agentService) ? 'covered' : 'agentUnhealthy';
   if (facts.agent === 'INACTIVE') return 'agentInactive';
   if (!facts.ssmOnline) return 'notSsmManaged';
   return 'agentMissing';
@@ -70,7 +81,7 @@ export function buildReport(
   meta: Pick<CoverageReport, 'generatedAt' | 'accountId' | 'region' | 'backend' | 'exclusionTagKey'>,
 ): CoverageReport {
   const ids = {
-    covered: [], excluded: [], agentInactive: [], notSsmManaged: [], agentMissing: [], imdsV1Allowed: [], misconfiguredTag: [],
+    covered: [], excluded: [], agentUnhealthy: [], agentInactive: [], notSsmManaged: [], agentMissing: [], imdsV1Allowed: [], misconfiguredTag: [],
   } as Record<Category | 'imdsV1Allowed' | 'misconfiguredTag', string[]>;
   for (const f of [...facts].sort((a, b) => a.instanceId.localeCompare(b.instanceId))) {
     ids[categorise(f)].push(f.instanceId);
@@ -117,22 +128,56 @@ async function ssmOnlineInstances(): Promise<Set<string>> {
   return online;
 }
 
-async function agents(tableName: string, accountId: string, region: string, nowSeconds: number): Promise<Map<string, 'ACTIVE' | 'INACTIVE'>> {
-  const status = new Map<string, 'ACTIVE' | 'INACTIVE'>();
+interface AgentState {
+  readonly status: 'ACTIVE' | 'INACTIVE';
+  readonly service?: string;
+}
+
+async function agents(tableName: string, accountId: string, region: string, nowSeconds: number): Promise<Map<string, AgentState>> {
+  const status = new Map<string, AgentState>();
   const records = scanRegistry(ddb, {
     TableName: tableName,
-    ProjectionExpression: 'instanceId, lastHeartbeat, heartbeatIntervalSeconds, expiresAt',
+    ProjectionExpression: 'instanceId, lastHeartbeat, heartbeatIntervalSeconds, expiresAt, agentServiceState',
     FilterExpression: 'accountId = :account AND #region = :region',
     ExpressionAttributeNames: { '#region': 'region' },
     ExpressionAttributeValues: { ':account': accountId, ':region': region },
   });
   for await (const record of records as AsyncGenerator<RegistryRecord>) {
-    if (!isExpired(record, nowSeconds)) status.set(record.instanceId, agentStatus(record, nowSeconds));
+    if (!isExpired(record, nowSeconds)) {
+      status.set(record.instanceId, { status: agentStatus(record, nowSeconds), service: record.agentServiceState });
+    }
   }
   return status;
 }
 
-export async function handler(): Promise<Pick<CoverageReport, 'counts' | 'coverageRatio'> & { reportKey: string }> {
+/** The previous report, or undefined when there is none (first run) or it cannot be read as one. */
+async function previousReport(bucket: string, key: string): Promise<ReportSnapshot | undefined> {
+  let text: string;
+  try {
+    const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    text = await res.Body!.transformToString('utf8');
+  } catch (err) {
+    if (err instanceof NoSuchKey || (err as { name?: string }).name === 'NoSuchKey') return undefined;
+    throw err;
+  }
+  try {
+    const parsed = JSON.parse(text) as ReportSnapshot;
+    if (typeof parsed.generatedAt === 'string' && typeof parsed.instanceIds === 'object' && parsed.instanceIds !== null) return parsed;
+  } catch {
+    // fall through: an unreadable baseline is no baseline
+  }
+  console.warn(JSON.stringify({ message: 'the previous coverage report is not a report; no change events this run', key }));
+  return undefined;
+}
+
+/** What one run found and did. */
+export interface CoverageRunResult extends Pick<CoverageReport, 'counts' | 'coverageRatio'> {
+  readonly reportKey: string;
+  /** Coverage change events put on the default bus. */
+  readonly changeEvents: number;
+}
+
+export async function handler(): Promise<CoverageRunResult> {
   const config = loadConfig();
   const now = clock.now();
   const [instances, online, registry] = await Promise.all([
@@ -145,7 +190,8 @@ export async function handler(): Promise<Pick<CoverageReport, 'counts' | 'covera
     exclusionTag: i.Tags?.find((t) => t.Key === config.exclusionTagKey)?.Value,
     imdsV1Allowed: i.MetadataOptions?.HttpEndpoint !== 'disabled' && i.MetadataOptions?.HttpTokens !== 'required',
     ssmOnline: online.has(i.InstanceId!),
-    agent: registry.get(i.InstanceId!),
+    agent: registry.get(i.InstanceId!)?.status,
+    agentService: registry.get(i.InstanceId!)?.service,
   }));
   const generatedAt = new Date(now).toISOString();
   const report = buildReport(facts, {
@@ -154,18 +200,31 @@ export async function handler(): Promise<Pick<CoverageReport, 'counts' | 'covera
 
   const body = JSON.stringify(report);
   const reportKey = `${config.reportPrefix}${generatedAt.replace(/:/g, '-')}.json`;
+  const latestKey = `${config.reportPrefix}latest.json`;
+  const previous = await previousReport(config.telemetryBucket, latestKey);
   // No encryption headers: the store encrypts with its own key by default, and its policy denies any other.
-  for (const key of [reportKey, `${config.reportPrefix}latest.json`]) {
-    await s3.send(new PutObjectCommand({ Bucket: config.telemetryBucket, Key: key, Body: body, ContentType: 'application/json' }));
-  }
+  const put = (key: string) => s3.send(new PutObjectCommand({ Bucket: config.telemetryBucket, Key: key, Body: body, ContentType: 'application/json' }));
+  await put(reportKey);
 
-  const metricName = { covered: 'Covered', excluded: 'Excluded', agentInactive: 'AgentInactive', notSsmManaged: 'NotSsmManaged',
+  const changes = previous ? coverageChanges(previous, report, {
+    backend: config.backendName, accountId: config.accountId, region: config.region, reportKey,
+  }, (id) => registry.get(id)?.service) : [];
+  const sent = await putCoverageChanges(events, changes);
+  if (sent.failed.length > 0) {
+    putMetrics(config.metricNamespace, { Backend: config.backendName }, [{ name: 'CoverageEventsFailed', value: sent.failed.length }], now);
+    console.error(JSON.stringify({ message: 'coverage change events failed; latest.json is kept so the next run sends them again', reportKey, failed: sent.failed }));
+    throw new Error(`${sent.failed.length} of ${changes.length} coverage change events could not be put on the event bus (${sent.failed[0].errorCode})`);
+  }
+  await put(latestKey);
+
+  const metricName = { covered: 'Covered', excluded: 'Excluded', agentUnhealthy: 'AgentUnhealthy', agentInactive: 'AgentInactive', notSsmManaged: 'NotSsmManaged',
     agentMissing: 'AgentMissing', imdsV1Allowed: 'ImdsV1Allowed', misconfiguredTag: 'MisconfiguredTag' } as const;
   putMetrics(config.metricNamespace, { Backend: config.backendName }, [
     { name: 'Instances', value: report.instances },
     ...Object.entries(report.counts).map(([k, v]) => ({ name: metricName[k as keyof typeof metricName], value: v })),
     { name: 'CoverageRatio', value: report.coverageRatio, unit: 'Percent' as const },
+    { name: 'CoverageChanges', value: sent.sent },
   ], now);
-  console.log(JSON.stringify({ message: 'coverage report', reportKey, counts: report.counts, coverageRatio: report.coverageRatio }));
-  return { reportKey, counts: report.counts, coverageRatio: report.coverageRatio };
+  console.log(JSON.stringify({ message: 'coverage report', reportKey, counts: report.counts, coverageRatio: report.coverageRatio, changeEvents: sent.sent }));
+  return { reportKey, counts: report.counts, coverageRatio: report.coverageRatio, changeEvents: sent.sent };
 }

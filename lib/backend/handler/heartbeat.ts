@@ -9,7 +9,7 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { HEARTBEAT_SCHEMA, MAX_HEARTBEAT_BYTES } from './shared/heartbeat-schema';
+import { AGENT_SERVICE_STATES, HEARTBEAT_SCHEMA, MAX_HEARTBEAT_BYTES } from './shared/heartbeat-schema';
 import { Sensor } from '../sensor';
 import { clock } from './shared/clock';
 import { BackendConfig, loadConfig } from './shared/config';
@@ -37,6 +37,7 @@ export interface HeartbeatBody {
     readonly architecture?: string;
   };
   readonly sensors: Partial<Record<Sensor, { state: string; runId?: string; message?: string }>>;
+  readonly agentService?: { state: typeof AGENT_SERVICE_STATES[number]; message?: string };
 }
 
 /** Why a request was rejected; also the `Reason` dimension of the rejection metric. */
@@ -140,7 +141,7 @@ async function register(config: BackendConfig, origin: HeartbeatOrigin, body: He
     Key: { pk: registryKey(origin.accountId, origin.region, origin.instanceId) },
     UpdateExpression: 'SET accountId = :account, #region = :region, instanceId = :instance, availabilityZone = :az, '
       + 'instanceType = :type, imageId = :image, architecture = :arch, agentVersion = :version, imdsVersion = :imds, '
-      + 'sensors = :sensors, lastHeartbeat = :now, heartbeatIntervalSeconds = :interval, expiresAt = :expires, '
+      + 'sensors = :sensors, agentServiceState = :service, lastHeartbeat = :now, heartbeatIntervalSeconds = :interval, expiresAt = :expires, '
       + '#status = :active, firstSeen = if_not_exists(firstSeen, :now)',
     ExpressionAttributeNames: { '#region': 'region', '#status': 'status' },
     ExpressionAttributeValues: {
@@ -154,6 +155,8 @@ async function register(config: BackendConfig, origin: HeartbeatOrigin, body: He
       ':version': body.agentVersion,
       ':imds': body.imdsVersion,
       ':sensors': body.sensors,
+      // UNREPORTED: a client that cannot see the service; the report then trusts the heartbeat.
+      ':service': body.agentService?.state ?? 'UNREPORTED',
       ':now': nowSeconds,
       ':interval': config.heartbeatIntervalSeconds,
       // DynamoDB TTL removes the record cleanupAfter after the last heartbeat; each heartbeat pushes it back.

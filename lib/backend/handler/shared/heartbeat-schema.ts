@@ -29,6 +29,13 @@ export const MAX_HEARTBEAT_BYTES = 16 * 1024;
 /** The states an agent reports for each sensor. */
 export const SENSOR_STATES = ['RUNNING', 'IDLE', 'FAILED'] as const;
 
+/**
+ * The states of the agent's own service, as the host sees it (systemd, the Windows service
+ * manager). Anything but RUNNING makes a heartbeating instance `agentUnhealthy` in the
+ * coverage report: the host is alive, the agent is not working.
+ */
+export const AGENT_SERVICE_STATES = ['RUNNING', 'STOPPED', 'FAILED', 'NOT_INSTALLED'] as const;
+
 const text = (pattern: string, maxLength: number, description: string): SchemaNode =>
   ({ type: 'string', pattern, minLength: 1, maxLength, description });
 
@@ -64,6 +71,16 @@ export const HEARTBEAT_SCHEMA: SchemaNode = {
         instanceType: text('^[a-z0-9-]+\\.[a-z0-9-]+$', 32, 'EC2 instance type'),
         imageId: text('^ami-([0-9a-f]{8}|[0-9a-f]{17})$', 21, 'AMI id'),
         architecture: { type: 'string', enum: ['x86_64', 'arm64', 'i386'], description: 'CPU architecture' },
+      },
+    },
+    agentService: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'The agent\'s service as the host sees it; optional for clients that cannot tell',
+      required: ['state'],
+      properties: {
+        state: { type: 'string', enum: AGENT_SERVICE_STATES, description: 'Whether the agent\'s service runs' },
+        message: { type: 'string', pattern: '^[^\\u0000-\\u001f]*$', maxLength: 256, description: 'Why it does not, for humans' },
       },
     },
     sensors: {

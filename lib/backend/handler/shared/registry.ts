@@ -18,6 +18,8 @@ export interface RegistryRecord {
   readonly instanceType?: string;
   readonly agentVersion?: string;
   readonly imdsVersion?: 'v1' | 'v2';
+  /** The agent's service as its last heartbeat reported it (`UNREPORTED` when it did not say). */
+  readonly agentServiceState?: string;
   /** Epoch seconds of the last heartbeat. */
   readonly lastHeartbeat: number;
   /** The interval the agent was told to use at its last heartbeat, in seconds. */
