@@ -4,6 +4,8 @@
  * most 10 entries and 256 KiB, failed entries retried, and the baseline kept when they
  * cannot be sent.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { DescribeInstancesCommand, EC2Client, Instance } from '@aws-sdk/client-ec2';
 import { EventBridgeClient, PutEventsCommand, PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -203,6 +205,11 @@ describe('partial failures', () => {
 });
 
 describe('the schema', () => {
+  test('docs/coverage-change-event.schema.json is the schema the code publishes', () => {
+    const file = path.join(__dirname, '..', '..', 'docs', 'coverage-change-event.schema.json');
+    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toEqual(COVERAGE_CHANGE_DETAIL_SCHEMA);
+  });
+
   test('rejects what is not a coverage change', () => {
     const good = {
       schemaVersion: '1', backend: 'b', accountId: ACCOUNT, region: REGION, instanceId: id(1), previousCategory: null, currentCategory: 'covered',
