@@ -43,7 +43,8 @@ let s3Dir: string;
 let ddb: DynamoDBDocumentClient;
 let s3: S3Client;
 let handlers: Handlers;
-const env = backendEnv();
+// Tags are re-read after a second, so a tag change shows at the next heartbeat.
+const env = backendEnv({ TAG_CACHE_SECONDS: '1' });
 
 beforeAll(async () => {
   for (const name of ['heartbeat', 'registry-sweep', 'coverage-report']) {
@@ -174,5 +175,25 @@ describe('the backend on real engines (dynalite, s3rver)', () => {
     expect(keys.sort()).toEqual([first.reportKey, second.reportKey, 'reports/coverage/latest.json'].sort());
     expect((await readObject('reports/coverage/latest.json')).generatedAt).toBe((await readObject(second.reportKey)).generatedAt);
     expect(stub.calls).toEqual(expect.arrayContaining(['ec2:DescribeInstances', 'AmazonSSM:DescribeInstanceInformation', 'AWSEvents:PutEvents']));
+  });
+
+  test('tagged out of the fleet: no runs at the next heartbeat, and an event saying it is excluded', async () => {
+    // GIVEN B tagged SecurityAgentManaged=false, after the tag cache's second
+    stub.instances = stub.instances.map((i) => (i.instanceId === B ? { ...i, tags: { SecurityAgentManaged: 'false' } } : i));
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+
+    // WHEN B heartbeats, claiming another Region and then its own, and the report runs
+    expect((await beat(B, {}, { region: 'us-west-2', availabilityZone: 'us-west-2a' })).status).toBe(403);
+    const res = await beat(B, { agentVersion: '1.5.0', agentService: { state: 'STOPPED' } });
+    const report = await handlers.coverage();
+
+    // THEN no runs, every sensor off, and B's change to excluded is an event (healthy: nothing to cover)
+    expect(res.status).toBe(200);
+    expect(res.body.instructions).toEqual([]);
+    expect(new Set(Object.values(res.body.sensors))).toEqual(new Set(['DISABLED']));
+    expect(report.counts).toMatchObject({ excluded: 1, agentUnhealthy: 0 });
+    const last = JSON.parse(String(stub.putEvents[stub.putEvents.length - 1].Detail));
+    expect(last).toMatchObject({ instanceId: B, previousCategory: 'agentUnhealthy', currentCategory: 'excluded', healthy: true });
+    expect(stub.calls).toContain('ec2:DescribeTags');
   });
 });

@@ -155,7 +155,7 @@ async function previousReport(bucket: string, key: string): Promise<ReportSnapsh
   let text: string;
   try {
     const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    text = await res.Body!.transformToString('utf8');
+    text = res.Body ? await res.Body.transformToString('utf8') : '';
   } catch (err) {
     if (err instanceof NoSuchKey || (err as { name?: string }).name === 'NoSuchKey') return undefined;
     throw err;
