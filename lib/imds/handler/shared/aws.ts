@@ -21,6 +21,7 @@ export function ec2Api(client = new EC2Client({ maxAttempts: 1 })): Ec2Api & Acc
       HttpTokens: input.HttpTokens as 'optional' | 'required' | 'no-preference',
       HttpEndpoint: input.HttpEndpoint as 'enabled' | 'disabled' | 'no-preference',
       InstanceMetadataTags: input.InstanceMetadataTags as 'enabled' | 'disabled' | 'no-preference',
+      HttpTokensEnforced: input.HttpTokensEnforced as 'enabled' | 'disabled' | 'no-preference' | undefined,
     })),
   };
 }

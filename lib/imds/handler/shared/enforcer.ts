@@ -14,7 +14,8 @@ import {
 /** The subset of EC2 the enforcement needs (the SDK client or a simulation). */
 export interface Ec2Api {
   describeInstances(input: DescribeInstancesInput): Promise<DescribeInstancesOutput>;
-  modifyInstanceMetadataOptions(input: MetadataOptionsChange): Promise<unknown>;
+  /** With `DryRun`, only checks the permission (the preflight of the custom resource). */
+  modifyInstanceMetadataOptions(input: MetadataOptionsChange & { DryRun?: boolean }): Promise<unknown>;
 }
 
 export interface DescribeInstancesInput {
