@@ -202,13 +202,17 @@ const SERVICE_TIMEOUT = Duration.minutes(5);
  * Requires IMDSv2, with a chosen hop limit, on the EC2 instances of an account and region:
  * the ones that exist, and the ones still to come.
  *
- * - A custom resource sets the account defaults for new instances and starts a sweep; it
- *   answers CloudFormation within seconds, whatever the size of the fleet.
+ * - A custom resource dry-runs the modification (a denied preflight fails the deployment at
+ *   once), sets the account defaults for new instances and starts a sweep; it answers
+ *   CloudFormation within seconds, whatever the size of the fleet.
  * - The sweep, a Step Functions state machine, pages through DescribeInstances (1,000 at a
  *   time, checkpointed) and modifies the non-compliant instances at the rate of EC2's token
  *   bucket for `ModifyInstanceMetadataOptions` (100 burst, 5 per second). It reports
  *   scanned, compliant, modified, exempt, at-risk and failed instances as CloudWatch metrics
- *   (namespace `AgentFleet/ImdsEnforcement`) and a JSON log line.
+ *   (namespace `AgentFleet/ImdsEnforcement`), and every instance's before, after, outcome and
+ *   reason in a per-instance report (one object per sweep in `reportBucket`, else log lines).
+ * - It only tightens: hop limits are raised, never lowered, and disabled endpoints stay
+ *   disabled, unless `hopLimitPolicy` and `enableDisabledEndpoints` say otherwise.
  * - An EventBridge rule applies the same policy to each instance that enters `running`.
  *
  * Deleting it never sets HttpTokens back to optional on any instance.
