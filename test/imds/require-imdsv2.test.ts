@@ -175,6 +175,15 @@ describe('RequireImdsv2 on launch configurations (issue 12, defect 5)', () => {
     Annotations.fromStack(stack).hasWarning('/Stack/Config', Match.stringLikeRegexp('launch configurations cannot enable instance metadata tags'));
   });
 
+  test('covers the launch configuration an L2 AutoScalingGroup creates without a launch template', () => {
+    const { stack } = appStack();
+    const { vpc, machineImage, instanceType } = vpcAndImage(stack);
+    new autoscaling.AutoScalingGroup(stack, 'Asg', { vpc, machineImage, instanceType });
+    withAspect(stack).hasResourceProperties('AWS::AutoScaling::LaunchConfiguration', {
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled' },
+    });
+  });
+
   test('with instanceMetadataTags false there is nothing to warn about', () => {
     const { stack } = appStack();
     new autoscaling.CfnLaunchConfiguration(stack, 'Config', { imageId: ami(stack), instanceType: 't3.micro' });
