@@ -140,6 +140,11 @@ export async function apply(event: CloudFormationCustomResourceEvent, deps: Depe
   if (input.policy.mode === 'ENFORCE') {
     const outcome = await preflight(deps.ec2, input.policy, systemClock, 'the roles of this Imdsv2Enforcement (custom resource and sweep)');
     preflightResult = outcome.result === 'allowed' ? `allowed (dry run on ${outcome.instanceId})` : `${outcome.result}: ${outcome.detail}`;
+    // Response bodies above 4 KiB are refused by CloudFormation: the attribute stays short, the log has it all.
+    if (preflightResult.length > 400) {
+      console.log(JSON.stringify({ level: 'WARN', message: 'IMDS preflight', detail: preflightResult }));
+      preflightResult = `${preflightResult.slice(0, 397)}...`;
+    }
   }
 
   if (wantDefaults) {

@@ -199,6 +199,12 @@ describe('preflight', () => {
     const odd = await invoke(create(PROPS));
     expect(odd).toMatchObject({ Status: 'SUCCESS' });
     expect(odd.Data.Preflight).toMatch(/^inconclusive: .*IncorrectInstanceState/);
+
+    // However long EC2's message, the response stays far below CloudFormation's 4 KiB.
+    ec2.on(ModifyInstanceMetadataOptionsCommand).rejects(awsError('InternalError', 'x'.repeat(5000)));
+    const long = await invoke(create(PROPS));
+    expect(long.Status).toBe('SUCCESS');
+    expect(long.Data.Preflight.length).toBeLessThanOrEqual(400);
   });
 });
 
