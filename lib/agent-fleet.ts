@@ -263,6 +263,8 @@ export class AgentFleet extends Construct {
         // The install document reads the management tag from instance metadata tags.
         instanceMetadataTags: true,
         removalPolicy: imds.removalPolicy ?? removalPolicy,
+        // Each sweep's per-instance report goes to the telemetry store, under its own prefix.
+        reportBucket: imds.reportBucket ?? telemetry?.bucket,
       }));
     }
 

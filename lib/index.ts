@@ -10,6 +10,7 @@ export * from './targeting/auto-configuration-mode';
 export * from './targeting/association-schedule';
 export * from './targeting/agent-auto-configuration';
 export * from './network/agent-vpc-endpoints';
+export * from './imds/imds-policy-options';
 export * from './imds/imdsv2-enforcement';
 export * from './imds/require-imdsv2';
 export * from './agent-fleet';

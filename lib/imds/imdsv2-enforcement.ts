@@ -6,6 +6,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
@@ -14,6 +15,8 @@ import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { validateHopLimit, warnOnWideHopLimit } from './hop-limit';
+import { HopLimitPolicy } from './imds-policy-options';
+import { grantSweepReport, preflightStatements, reportPrefixOf, validatePolicyOptions } from './imds-enforcement-extras';
 
 /**
  * What Imdsv2Enforcement does with instances that do not comply.
@@ -140,6 +143,56 @@ export interface Imdsv2EnforcementProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * How `hopLimit` applies to instances that already have a hop limit: `AT_LEAST` raises
+   * lower limits and keeps higher ones (containers or overlay networks on those hosts may
+   * need them), `EXACT` sets every instance to `hopLimit`, lowering higher limits too.
+   * Instances whose higher limit is kept are reported (metric `HopLimitKept`).
+   *
+   * @default HopLimitPolicy.AT_LEAST
+   */
+  readonly hopLimitPolicy?: HopLimitPolicy;
+
+  /**
+   * Whether instances with the metadata endpoint turned off (`HttpEndpoint=disabled`) get it
+   * turned back on. By default IMDS stays off on them (their other settings are still
+   * tightened) and they are reported (metric `EndpointLeftDisabled`): someone turned it off
+   * on purpose, and agents on them cannot read IMDS anyway.
+   *
+   * @default false
+   */
+  readonly enableDisabledEndpoints?: boolean;
+
+  /**
+   * Whether to turn on EC2's account-level IMDSv2 enforcement in this region
+   * (`ModifyInstanceMetadataDefaults` `HttpTokensEnforced=enabled`): launches that do not
+   * require IMDSv2 are then refused, also those whose launch template or API call asks for
+   * `HttpTokens=optional`. Deleting the enforcement, or turning this off, restores the value
+   * from before. Only in ENFORCE mode with `accountDefaults`. Where an organization's
+   * declarative policy manages the IMDS defaults, the policy decides and this is left alone.
+   *
+   * @default false
+   */
+  readonly httpTokensEnforced?: boolean;
+
+  /**
+   * Bucket for the per-instance report of every sweep: one JSON Lines object per sweep
+   * under `reportPrefix` (`reports/<sweep id>.jsonl`), one line per instance with its state,
+   * metadata options before and after, outcome and reason. `AgentFleet` passes its
+   * telemetry store. The sweep may only write, read and delete under that prefix, and use
+   * the bucket's KMS key only through S3.
+   *
+   * @default - no report object: each instance is a JSON line in the sweep's log group
+   */
+  readonly reportBucket?: s3.IBucket;
+
+  /**
+   * Key prefix of the reports in `reportBucket`. Only together with `reportBucket`.
+   *
+   * @default 'imds-enforcement/<a name unique to this construct>/'
+   */
+  readonly reportPrefix?: string;
 }
 
 /** How long CloudFormation waits for the custom resource before it fails it. */
@@ -149,13 +202,17 @@ const SERVICE_TIMEOUT = Duration.minutes(5);
  * Requires IMDSv2, with a chosen hop limit, on the EC2 instances of an account and region:
  * the ones that exist, and the ones still to come.
  *
- * - A custom resource sets the account defaults for new instances and starts a sweep; it
- *   answers CloudFormation within seconds, whatever the size of the fleet.
+ * - A custom resource dry-runs the modification (a denied preflight fails the deployment at
+ *   once), sets the account defaults for new instances and starts a sweep; it answers
+ *   CloudFormation within seconds, whatever the size of the fleet.
  * - The sweep, a Step Functions state machine, pages through DescribeInstances (1,000 at a
  *   time, checkpointed) and modifies the non-compliant instances at the rate of EC2's token
  *   bucket for `ModifyInstanceMetadataOptions` (100 burst, 5 per second). It reports
  *   scanned, compliant, modified, exempt, at-risk and failed instances as CloudWatch metrics
- *   (namespace `AgentFleet/ImdsEnforcement`) and a JSON log line.
+ *   (namespace `AgentFleet/ImdsEnforcement`), and every instance's before, after, outcome and
+ *   reason in a per-instance report (one object per sweep in `reportBucket`, else log lines).
+ * - It only tightens: hop limits are raised, never lowered, and disabled endpoints stay
+ *   disabled, unless `hopLimitPolicy` and `enableDisabledEndpoints` say otherwise.
  * - An EventBridge rule applies the same policy to each instance that enters `running`.
  *
  * Deleting it never sets HttpTokens back to optional on any instance.
@@ -182,6 +239,9 @@ export class Imdsv2Enforcement extends Construct {
   /** The mode it runs in. */
   public readonly mode: ImdsEnforcementMode;
 
+  /** Where the sweep writes its per-instance reports (`reports/` under this prefix), if in a bucket. */
+  public readonly reportPrefix?: string;
+
   constructor(scope: Construct, id: string, props: Imdsv2EnforcementProps) {
     super(scope, id);
     validateProps(this, props);
@@ -201,6 +261,8 @@ export class Imdsv2Enforcement extends Construct {
       instanceTags,
       exemptionTagKey,
       imdsv1LookbackDays: (props.protectImdsv1Users ?? true) ? (props.imdsv1LookbackDays ?? 14) : 0,
+      hopLimitPolicy: props.hopLimitPolicy ?? HopLimitPolicy.AT_LEAST,
+      enableDisabledEndpoints: props.enableDisabledEndpoints ?? false,
     };
     const enforce = this.mode === ImdsEnforcementMode.ENFORCE;
 
@@ -224,19 +286,18 @@ export class Imdsv2Enforcement extends Construct {
       actions: ['ec2:DescribeInstances', 'cloudwatch:GetMetricData'],
       resources: ['*'],
     }));
-    if (enforce) {
-      enforcerPolicy.addStatements(new iam.PolicyStatement({
-        sid: 'ModifyMetadataOptionsOfInScopeInstancesNotExempt',
-        actions: ['ec2:ModifyInstanceMetadataOptions'],
-        resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
-        conditions: {
-          StringNotEqualsIgnoreCase: { [`aws:ResourceTag/${exemptionTagKey}`]: 'true' },
-          ...(Object.keys(instanceTags).length > 0
-            ? { StringEquals: Object.fromEntries(Object.entries(instanceTags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])) }
-            : {}),
-        },
-      }));
-    }
+    const modifyStatement = (sid: string) => new iam.PolicyStatement({
+      sid,
+      actions: ['ec2:ModifyInstanceMetadataOptions'],
+      resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+      conditions: {
+        StringNotEqualsIgnoreCase: { [`aws:ResourceTag/${exemptionTagKey}`]: 'true' },
+        ...(Object.keys(instanceTags).length > 0
+          ? { StringEquals: Object.fromEntries(Object.entries(instanceTags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])) }
+          : {}),
+      },
+    });
+    if (enforce) enforcerPolicy.addStatements(modifyStatement('ModifyMetadataOptionsOfInScopeInstancesNotExempt'));
     const policyJson = stack.toJsonString(policy);
     const dlq = new sqs.Queue(this, 'DeadLetterQueue', {
       encryption: sqs.QueueEncryption.KMS,
@@ -284,6 +345,12 @@ export class Imdsv2Enforcement extends Construct {
       asynchronous: false,
     });
     this.sweepFunction = sweepFunction;
+    if (props.reportBucket) {
+      this.reportPrefix = props.reportPrefix ?? reportPrefixOf(this);
+      const reportPolicy = grantSweepReport(this, enforcerRole, props.reportBucket, this.reportPrefix);
+      sweepFunction.addEnvironment('IMDS_REPORT', stack.toJsonString({ bucket: props.reportBucket.bucketName, prefix: this.reportPrefix }));
+      sweepFunction.node.addDependency(reportPolicy);
+    }
     const stateMachineLogs = logGroup('StateMachine');
     const stateMachine = this.createSweep(sweepFunction, stateMachineLogs);
     this.sweep = stateMachine.machine;
@@ -354,6 +421,8 @@ export class Imdsv2Enforcement extends Construct {
       ],
     });
     onEventPolicy.addStatements(...deadLetterStatements(dlq, this.encryptionKey));
+    // The preflight dry-runs the sweep's modification with the same conditions.
+    if (enforce) onEventPolicy.addStatements(...preflightStatements(modifyStatement('PreflightDryRunModifyMetadataOptions')));
     const onEventFunction = fn('OnEventFunction', {
       handler: 'on-event',
       description: 'Custom resource of Imdsv2Enforcement: sets account IMDS defaults and starts the sweep',
@@ -372,6 +441,7 @@ export class Imdsv2Enforcement extends Construct {
         Policy: policy,
         StateMachineArn: stateMachine.machine.stateMachineArn,
         AccountDefaults: String(props.accountDefaults ?? true),
+        ...(props.httpTokensEnforced ? { HttpTokensEnforced: 'true' } : {}),
       },
     });
     // The handlers need their permissions before the first request and until the last.
@@ -480,7 +550,13 @@ export class Imdsv2Enforcement extends Construct {
         + 'in scope (instanceTags) and without the exemption tag: which instances need it is only known at run time.');
     }
     iam5(resources.onEventPolicy, '*',
-      'ec2:GetInstanceMetadataDefaults and ec2:ModifyInstanceMetadataDefaults act on account-level settings and support no resource-level permissions.');
+      'ec2:GetInstanceMetadataDefaults and ec2:ModifyInstanceMetadataDefaults act on account-level settings, and ec2:DescribeInstances '
+      + '(preflight) supports no resource-level permissions.');
+    if (this.mode === ImdsEnforcementMode.ENFORCE) {
+      iam5(resources.onEventPolicy, `arn:<AWS::Partition>:ec2:${region}:${account}:instance/*`,
+        'The preflight dry-runs ec2:ModifyInstanceMetadataOptions (DryRun, nothing changes) on one instance in scope, with the same tag '
+        + 'conditions as the sweep: which instance is only known at deployment time.');
+    }
     iam5(resources.onEventPolicy, `arn:<AWS::Partition>:states:${region}:${account}:execution:<${machineId}.Name>:*`,
       'states:StopExecution on the executions of this one state machine, to stop a sweep that a newer one supersedes; execution names are generated.');
     iam5(resources.stateMachinePolicy, '*',
@@ -548,5 +624,6 @@ function validateProps(scope: Construct, props: Imdsv2EnforcementProps): void {
     v.require(typeof value === 'string' && TAG_VALUE.test(value), `instanceTags.${key}`, value, 'a tag value: up to 256 letters, digits, spaces and _.:/=+-@');
     v.require(key !== (props.exemptionTagKey ?? 'ImdsEnforcementExempt'), `instanceTags.${key}`, value, 'a key other than the exemption tag key');
   }
+  validatePolicyOptions(v, props);
   v.throwIfInvalid();
 }

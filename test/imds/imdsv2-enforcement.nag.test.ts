@@ -1,6 +1,6 @@
 import { App, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps } from '../../lib';
+import { ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps, TelemetryStore } from '../../lib';
 import { nagFindings, nagV2Findings } from '../helpers/nag';
 import { normalizedTemplate } from '../helpers/template';
 
@@ -28,6 +28,17 @@ describe('Imdsv2Enforcement compliance', () => {
     const ours = (f: { path: string }) => f.path.startsWith('Stack/Enforcement/');
     expect(nagV2Findings((app) => build(app, props, true)).filter(ours)).toEqual([]);
     expect(nagFindings(build(new App(), props, true)).filter(ours)).toEqual([]);
+  });
+
+  test('passes both generations of packs with a report bucket (the telemetry store) and account-level enforcement', () => {
+    const build2 = (app: App) => {
+      const stack = new Stack(app, 'Stack', { env: ENV });
+      const store = new TelemetryStore(stack, 'Telemetry');
+      new Imdsv2Enforcement(stack, 'Enforcement', { hopLimit: 2, httpTokensEnforced: true, reportBucket: store.bucket });
+      return stack;
+    };
+    expect(nagFindings(build2(new App()))).toEqual([]);
+    expect(nagV2Findings(build2)).toEqual([]);
   });
 
   test('snapshot, with asset hashes normalised', () => {

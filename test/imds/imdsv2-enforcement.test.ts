@@ -3,7 +3,8 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { AgentFleetErrors, ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps } from '../../lib';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { AgentFleetErrors, HopLimitPolicy, ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps, TelemetryStore } from '../../lib';
 
 const ENV = { account: '111122223333', region: 'eu-west-1' };
 
@@ -32,6 +33,7 @@ describe('Imdsv2Enforcement defaults', () => {
       ServiceTimeout: '300',
       Policy: {
         mode: 'ENFORCE', hopLimit: 2, instanceMetadataTags: true, instanceTags: {}, exemptionTagKey: 'ImdsEnforcementExempt', imdsv1LookbackDays: 14,
+        hopLimitPolicy: 'AT_LEAST', enableDisabledEndpoints: false,
       },
       StateMachineArn: { Ref: expect.stringMatching(/^EnforcementSweep/) },
       AccountDefaults: 'true',
@@ -102,7 +104,7 @@ describe('Imdsv2Enforcement defaults', () => {
     }
     const onStar = all.filter((s) => s.Resource === '*').flatMap((s) => [s.Action].flat()).sort();
     expect(onStar).toEqual([
-      'cloudwatch:GetMetricData', 'ec2:DescribeInstances', 'ec2:GetInstanceMetadataDefaults', 'ec2:ModifyInstanceMetadataDefaults',
+      'cloudwatch:GetMetricData', 'ec2:DescribeInstances', 'ec2:DescribeInstances', 'ec2:GetInstanceMetadataDefaults', 'ec2:ModifyInstanceMetadataDefaults',
       'logs:CreateLogDelivery', 'logs:DeleteLogDelivery', 'logs:DescribeLogGroups', 'logs:DescribeResourcePolicies', 'logs:GetLogDelivery',
       'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:UpdateLogDelivery',
       'xray:GetSamplingRules', 'xray:GetSamplingTargets', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments',
@@ -190,6 +192,74 @@ describe('Imdsv2Enforcement props', () => {
     template.resourceCountIs('AWS::KMS::Key', 1);
     template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 90, KmsKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('MyKey'), 'Arn'] } });
     template.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Delete' });
+  });
+});
+
+describe('Imdsv2Enforcement policy options, preflight, account-level enforcement and report (issue 12)', () => {
+  test('hopLimitPolicy and enableDisabledEndpoints reach the handlers', () => {
+    const { template } = enforcementStack({ hopLimit: 2, hopLimitPolicy: HopLimitPolicy.EXACT, enableDisabledEndpoints: true });
+    expect(customResourceProps(template).Policy).toMatchObject({ hopLimitPolicy: 'EXACT', enableDisabledEndpoints: true });
+    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
+    expect(JSON.parse(fn.Properties.Environment.Variables.IMDS_POLICY)).toMatchObject({ hopLimitPolicy: 'EXACT', enableDisabledEndpoints: true });
+  });
+
+  test('the custom resource may dry-run the modification with the sweep\'s conditions (ENFORCE only)', () => {
+    const { template } = enforcementStack({ hopLimit: 2, instanceTags: { Fleet: 'agents' } });
+    const onEvent = statements(template, 'EnforcementOnEventPolicy');
+    expect(onEvent).toContainEqual({ Sid: 'PreflightListInstances', Effect: 'Allow', Action: 'ec2:DescribeInstances', Resource: '*' });
+    const enforcerModify = statements(template, 'EnforcementEnforcerPolicy').find((s) => s.Action === 'ec2:ModifyInstanceMetadataOptions');
+    const preflightModify = onEvent.find((s) => s.Sid === 'PreflightDryRunModifyMetadataOptions');
+    expect(preflightModify.Condition).toEqual(enforcerModify.Condition);
+    expect(preflightModify.Resource).toEqual(enforcerModify.Resource);
+
+    const audit = enforcementStack({ hopLimit: 2, mode: ImdsEnforcementMode.AUDIT }).template;
+    expect(statements(audit, 'EnforcementOnEventPolicy').map((s) => s.Sid)).not.toContain('PreflightDryRunModifyMetadataOptions');
+  });
+
+  test('httpTokensEnforced is off unless asked for, and then passed to the custom resource', () => {
+    expect(customResourceProps(enforcementStack().template).HttpTokensEnforced).toBeUndefined();
+    expect(customResourceProps(enforcementStack({ hopLimit: 2, httpTokensEnforced: true }).template).HttpTokensEnforced).toBe('true');
+  });
+
+  test('fails when httpTokensEnforced comes without account defaults or in AUDIT, or reportPrefix without a bucket or malformed', () => {
+    expect(() => enforcementStack({ hopLimit: 2, httpTokensEnforced: true, accountDefaults: false }))
+      .toThrow('httpTokensEnforced: got true; allowed: true only together with accountDefaults');
+    expect(() => enforcementStack({ hopLimit: 2, httpTokensEnforced: true, mode: ImdsEnforcementMode.AUDIT }))
+      .toThrow('httpTokensEnforced: got true; allowed: true only in ImdsEnforcementMode.ENFORCE');
+    expect(() => enforcementStack({ hopLimit: 2, reportPrefix: 'imds/' })).toThrow('reportPrefix: got "imds/"; allowed: only together with reportBucket');
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    const reportBucket = new s3.Bucket(stack, 'B');
+    expect(() => new Imdsv2Enforcement(stack, 'E', { hopLimit: 2, reportBucket, reportPrefix: '/abs' }))
+      .toThrow('reportPrefix: got "/abs"; allowed: a literal S3 key prefix ending in "/"');
+    expect(() => enforcementStack({ hopLimit: 2, hopLimitPolicy: 'LOWER' as HopLimitPolicy })).toThrow('hopLimitPolicy: got "LOWER"');
+  });
+
+  test('reportBucket: the sweep may write, read back and delete only under its prefix, and use the bucket key only through S3', () => {
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    const store = new TelemetryStore(stack, 'Telemetry');
+    const enforcement = new Imdsv2Enforcement(stack, 'Enforcement', { hopLimit: 2, reportBucket: store.bucket });
+    const template = Template.fromStack(stack);
+    expect(enforcement.reportPrefix).toMatch(/^imds-enforcement\/Stack-Enforcement-[0-9A-F]{8}\/$/);
+    const prefix = enforcement.reportPrefix!;
+    const sweep = Object.values(template.findResources('AWS::Lambda::Function'))
+      .find((f) => f.Properties.Description.includes('one page of instances'))!;
+    expect(stack.resolve(sweep.Properties.Environment.Variables.IMDS_REPORT)).toEqual({
+      'Fn::Join': ['', ['{"bucket":"', { Ref: expect.stringMatching(/^Telemetry[0-9A-F]{8}$/) }, `","prefix":"${prefix}"}`]],
+    });
+    const report = statements(template, 'EnforcementReportPolicy');
+    const objects = (suffix: string) => ({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^Telemetry[0-9A-F]{8}$/), 'Arn'] }, `/${prefix}${suffix}`]] });
+    expect(report).toEqual([
+      { Sid: 'WriteReports', Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload'], Resource: [objects('steps/*'), objects('reports/*')] },
+      { Sid: 'CombineAndRemoveStepObjects', Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects('steps/*') },
+      {
+        Sid: 'UseTheBucketKeyThroughS3', Effect: 'Allow', Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^TelemetryKey[0-9A-F]{8}$/), 'Arn'] },
+        Condition: {
+          StringEquals: { 'kms:ViaService': { 'Fn::Join': ['', ['s3.eu-west-1.', { Ref: 'AWS::URLSuffix' }]] } },
+          StringLike: { 'kms:EncryptionContext:aws:s3:arn': [{ 'Fn::GetAtt': [expect.stringMatching(/^Telemetry[0-9A-F]{8}$/), 'Arn'] }, objects('*')] },
+        },
+      },
+    ]);
   });
 });
 

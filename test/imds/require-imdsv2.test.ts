@@ -1,7 +1,8 @@
 import { App, Aspects, CfnParameter, Fn, Lazy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { AgentFleetErrors, RequireImdsv2, RequireImdsv2Props } from '../../lib';
+import { AgentFleetErrors, HopLimitPolicy, RequireImdsv2, RequireImdsv2Props } from '../../lib';
 
 function appStack() {
   const app = new App();
@@ -52,11 +53,11 @@ describe('RequireImdsv2 on instances', () => {
     const { stack } = appStack();
     const instance = new ec2.CfnInstance(stack, 'Instance', {
       imageId: ami(stack),
-      metadataOptions: { httpTokens: 'optional', httpPutResponseHopLimit: 1, httpEndpoint: 'disabled' },
+      metadataOptions: { httpTokens: 'optional', httpPutResponseHopLimit: 1, instanceMetadataTags: 'disabled' },
     });
     withAspect(stack).hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: REQUIRED });
     Annotations.fromStack(stack).hasWarning(`/${instance.node.path}`, Match.stringLikeRegexp(
-      'replaced metadata options set on this resource: httpTokens "optional" -> "required", httpPutResponseHopLimit 1 -> 2, httpEndpoint "disabled" -> "enabled"'));
+      'replaced metadata options set on this resource: httpTokens "optional" -> "required", httpPutResponseHopLimit 1 -> 2, instanceMetadataTags "disabled" -> "enabled"'));
   });
 
   test('replaces token values of single options, naming them as tokens', () => {
@@ -122,6 +123,105 @@ describe('RequireImdsv2 on launch templates', () => {
     const annotations = Annotations.fromStack(stack);
     annotations.hasWarning('/Stack/Whole', Match.stringLikeRegexp('its LaunchTemplateData is a token'));
     annotations.hasWarning('/Stack/Options', Match.stringLikeRegexp('its LaunchTemplateData.MetadataOptions are a token'));
+  });
+});
+
+describe('RequireImdsv2 only tightens unless asked (issue 12, defect 4)', () => {
+  test('keeps a hop limit above the fleet\'s, without a warning; EXACT lowers it, with one', () => {
+    const { stack } = appStack();
+    new ec2.CfnInstance(stack, 'Instance', { imageId: ami(stack), metadataOptions: { httpTokens: 'optional', httpPutResponseHopLimit: 3 } });
+    withAspect(stack).hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: { ...REQUIRED, HttpPutResponseHopLimit: 3 } });
+    Annotations.fromStack(stack).hasNoWarning('/Stack/Instance', Match.stringLikeRegexp('httpPutResponseHopLimit'));
+
+    const exact = appStack();
+    new ec2.CfnInstance(exact.stack, 'Instance', { imageId: ami(exact.stack), metadataOptions: { httpPutResponseHopLimit: 3 } });
+    withAspect(exact.stack, { hopLimit: 2, hopLimitPolicy: HopLimitPolicy.EXACT })
+      .hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: REQUIRED });
+    Annotations.fromStack(exact.stack).hasWarning('/Stack/Instance', Match.stringLikeRegexp('httpPutResponseHopLimit 3 -> 2'));
+  });
+
+  test('keeps a hop limit that is a token, saying it cannot compare it', () => {
+    const { stack } = appStack();
+    new ec2.CfnInstance(stack, 'Instance', { imageId: ami(stack), metadataOptions: { httpPutResponseHopLimit: Lazy.number({ produce: () => 4 }) } });
+    withAspect(stack).hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: { ...REQUIRED, HttpPutResponseHopLimit: 4 } });
+    Annotations.fromStack(stack).hasWarning('/Stack/Instance', Match.stringLikeRegexp('kept this resource\'s hop limit, a token'));
+  });
+
+  test('leaves a disabled endpoint disabled and warns; enableDisabledEndpoints turns it on', () => {
+    const { stack } = appStack();
+    new ec2.CfnLaunchTemplate(stack, 'Template', { launchTemplateData: { metadataOptions: { httpEndpoint: 'disabled' } } });
+    withAspect(stack).hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: { MetadataOptions: { ...REQUIRED, HttpEndpoint: 'disabled' } },
+    });
+    Annotations.fromStack(stack).hasWarning('/Stack/Template', Match.stringLikeRegexp('left HttpEndpoint disabled on this resource'));
+
+    const on = appStack();
+    new ec2.CfnLaunchTemplate(on.stack, 'Template', { launchTemplateData: { metadataOptions: { httpEndpoint: 'disabled' } } });
+    withAspect(on.stack, { hopLimit: 2, enableDisabledEndpoints: true }).hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: { MetadataOptions: REQUIRED },
+    });
+  });
+});
+
+describe('RequireImdsv2 on launch configurations (issue 12, defect 5)', () => {
+  test('sets HttpTokens, hop limit and endpoint on a CfnLaunchConfiguration, and warns that it cannot enable tags there', () => {
+    const { stack } = appStack();
+    new autoscaling.CfnLaunchConfiguration(stack, 'Config', {
+      imageId: ami(stack), instanceType: 't3.micro', metadataOptions: { httpTokens: 'optional' },
+    });
+    withAspect(stack).hasResourceProperties('AWS::AutoScaling::LaunchConfiguration', {
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled', InstanceMetadataTags: Match.absent() },
+    });
+    Annotations.fromStack(stack).hasWarning('/Stack/Config', Match.stringLikeRegexp('launch configurations cannot enable instance metadata tags'));
+  });
+
+  test('covers the launch configuration an L2 AutoScalingGroup creates without a launch template', () => {
+    const { stack } = appStack();
+    const { vpc, machineImage, instanceType } = vpcAndImage(stack);
+    new autoscaling.AutoScalingGroup(stack, 'Asg', { vpc, machineImage, instanceType });
+    withAspect(stack).hasResourceProperties('AWS::AutoScaling::LaunchConfiguration', {
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled' },
+    });
+  });
+
+  test('with instanceMetadataTags false there is nothing to warn about', () => {
+    const { stack } = appStack();
+    new autoscaling.CfnLaunchConfiguration(stack, 'Config', { imageId: ami(stack), instanceType: 't3.micro' });
+    withAspect(stack, { hopLimit: 1, instanceMetadataTags: false });
+    Annotations.fromStack(stack).hasNoWarning('/Stack/Config', Match.anyValue());
+  });
+});
+
+describe('RequireImdsv2 and escape-hatch overrides (issue 12, defect 5)', () => {
+  test('warns where an override weakens what the aspect set, naming each setting', () => {
+    const { stack } = appStack();
+    const instance = new ec2.CfnInstance(stack, 'Instance', { imageId: ami(stack) });
+    instance.addPropertyOverride('MetadataOptions.HttpTokens', 'optional');
+    instance.addPropertyOverride('MetadataOptions.HttpPutResponseHopLimit', 1);
+    const template = new ec2.CfnLaunchTemplate(stack, 'Template', { launchTemplateData: {} });
+    template.addPropertyDeletionOverride('LaunchTemplateData.MetadataOptions');
+    const config = new autoscaling.CfnLaunchConfiguration(stack, 'Config', { imageId: ami(stack), instanceType: 't3.micro' });
+    config.addOverride('Properties.MetadataOptions.HttpTokens', Fn.importValue('Tokens'));
+
+    const synthesized = withAspect(stack);
+
+    // The override wins in the template...
+    synthesized.hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: { HttpTokens: 'optional', HttpPutResponseHopLimit: 1 } });
+    // ...and the aspect says so.
+    const annotations = Annotations.fromStack(stack);
+    annotations.hasWarning('/Stack/Instance', Match.stringLikeRegexp(
+      'An escape-hatch override on this resource wins over RequireImdsv2: HttpTokens set to "optional", HttpPutResponseHopLimit set to 1'));
+    annotations.hasWarning('/Stack/Template', Match.stringLikeRegexp('wins over RequireImdsv2: LaunchTemplateData.MetadataOptions removed'));
+    annotations.hasWarning('/Stack/Config', Match.stringLikeRegexp('wins over RequireImdsv2: HttpTokens set to a token'));
+  });
+
+  test('an override that keeps IMDSv2 required and the hop limit high enough draws no warning', () => {
+    const { stack } = appStack();
+    const instance = new ec2.CfnInstance(stack, 'Instance', { imageId: ami(stack) });
+    instance.addPropertyOverride('MetadataOptions.HttpPutResponseHopLimit', 3);
+    instance.addPropertyOverride('MetadataOptions.HttpProtocolIpv6', 'enabled');
+    withAspect(stack).hasResourceProperties('AWS::EC2::Instance', { MetadataOptions: { ...REQUIRED, HttpPutResponseHopLimit: 3, HttpProtocolIpv6: 'enabled' } });
+    Annotations.fromStack(stack).hasNoWarning('/Stack/Instance', Match.stringLikeRegexp('escape-hatch'));
   });
 });
 

@@ -55,6 +55,16 @@ export function instantClock() {
   return { now: () => t, sleep: async (ms: number) => { t += ms; } };
 }
 
+/** A GetMetricData answer: `values` per instance id, `status` per instance id (default Complete). */
+export function metricAnswer(values: Record<string, number[]> = {}, status: Record<string, string> = {}) {
+  return (input: any) => ({
+    MetricDataResults: input.MetricDataQueries.map((q: any) => {
+      const id = q.MetricStat.Metric.Dimensions[0].Value;
+      return { Id: q.Id, StatusCode: status[id] ?? 'Complete', Values: values[id] ?? [] };
+    }),
+  });
+}
+
 /**
  * The EC2 and CloudWatch clients mocked for a handler test file, and the log lines the
  * handler prints: reset before each test, with no IMDSv1 usage and modifies that succeed.
@@ -66,7 +76,10 @@ export function mockedImdsClients() {
   beforeEach(() => {
     ec2.reset();
     cloudwatch.reset();
-    cloudwatch.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
+    // CloudWatch answers every query, Complete and without datapoints: no IMDSv1 calls.
+    cloudwatch.on(GetMetricDataCommand).callsFake((input) => ({
+      MetricDataResults: input.MetricDataQueries.map((q: { Id: string }) => ({ Id: q.Id, StatusCode: 'Complete', Values: [] })),
+    }));
     ec2.on(ModifyInstanceMetadataOptionsCommand).resolves({});
     process.env.IMDS_POLICY = JSON.stringify(POLICY);
     logs.length = 0;

@@ -1,9 +1,11 @@
-import { EC2Client, GetInstanceMetadataDefaultsCommand, ModifyInstanceMetadataDefaultsCommand, ModifyInstanceMetadataOptionsCommand } from '@aws-sdk/client-ec2';
+import {
+  DescribeInstancesCommand, EC2Client, GetInstanceMetadataDefaultsCommand, ModifyInstanceMetadataDefaultsCommand, ModifyInstanceMetadataOptionsCommand,
+} from '@aws-sdk/client-ec2';
 import { ListExecutionsCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { handler } from '../../../lib/imds/handler/on-event';
-import { awsError, POLICY } from './fleet';
+import { awsError, instance, page, POLICY } from './fleet';
 
 const ec2 = mockClient(EC2Client);
 const sfn = mockClient(SFNClient);
@@ -37,6 +39,9 @@ beforeEach(() => {
   sfn.reset();
   ec2.on(GetInstanceMetadataDefaultsCommand).resolves({ AccountLevel: { HttpTokens: 'optional', HttpPutResponseHopLimit: 1 } });
   ec2.on(ModifyInstanceMetadataDefaultsCommand).resolves({ Return: true });
+  // The preflight: one instance to dry-run against, and EC2 saying the call would be allowed.
+  ec2.on(DescribeInstancesCommand).resolves(page([instance({ id: 'i-0aaa0000000000001' })]));
+  ec2.on(ModifyInstanceMetadataOptionsCommand).rejects(awsError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.'));
   sfn.on(ListExecutionsCommand).resolves({ executions: [] });
   sfn.on(StartExecutionCommand).resolves({ executionArn: `${STATE_MACHINE.replace('stateMachine', 'execution')}:run-1`, startDate: new Date() });
   responses = [];
@@ -50,24 +55,30 @@ beforeEach(() => {
 afterEach(() => jest.restoreAllMocks());
 
 const defaultsSet = () => ec2.commandCalls(ModifyInstanceMetadataDefaultsCommand).map((c) => c.args[0].input);
+/** Modifications of instances other than the preflight's dry run. */
+const realModifications = () => ec2.commandCalls(ModifyInstanceMetadataOptionsCommand).filter((c) => !c.args[0].input.DryRun);
 
 describe('create', () => {
   test('sets the account defaults, records the ones from before in the physical id, starts a sweep and answers', async () => {
     const response = await invoke(create());
 
     expect(defaultsSet()).toEqual([{ HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled', InstanceMetadataTags: 'enabled' }]);
-    expect(sfn.commandCalls(StartExecutionCommand).map((c) => c.args[0].input)).toEqual([{ stateMachineArn: STATE_MACHINE, input: '{"trigger":"create"}' }]);
+    expect(sfn.commandCalls(StartExecutionCommand).map((c) => c.args[0].input)).toEqual([{
+      stateMachineArn: STATE_MACHINE, name: expect.stringMatching(/^cr-[0-9a-f]{8}-req-1$/), input: '{"trigger":"create"}',
+    }]);
     expect(response).toMatchObject({
       url: 'https://cfn-response.example/abc',
       method: 'PUT',
       headers: { 'content-type': '' },
       Status: 'SUCCESS',
-      PhysicalResourceId: 'Imdsv2Enforcement|defaults-before:HttpTokens=optional;HttpPutResponseHopLimit=1;HttpEndpoint=no-preference;InstanceMetadataTags=no-preference',
+      PhysicalResourceId: 'Imdsv2Enforcement|defaults-before:HttpTokens=optional;HttpPutResponseHopLimit=1;HttpEndpoint=no-preference;'
+        + 'InstanceMetadataTags=no-preference;HttpTokensEnforced=no-preference',
       StackId: BASE.StackId, RequestId: 'req-1', LogicalResourceId: 'Enforcement',
       Data: { AccountDefaults: 'set', SweepExecutionArn: expect.stringContaining(':execution:') },
     });
-    // The custom resource never touches instances itself: that is the sweep's job.
-    expect(ec2.commandCalls(ModifyInstanceMetadataOptionsCommand)).toHaveLength(0);
+    // The custom resource never touches instances itself (its only call is a dry run): that is the sweep's job.
+    expect(realModifications()).toHaveLength(0);
+    expect(response.Data.Preflight).toBe('allowed (dry run on i-0aaa0000000000001)');
   });
 
   test('stops a sweep that is still running before starting the new one', async () => {
@@ -126,7 +137,8 @@ describe('update', () => {
   test('keeps the physical id, applies the new settings and starts a new sweep', async () => {
     const response = await invoke(update(recorded, { ...PROPS, Policy: { ...POLICY, hopLimit: 3 } }));
     expect(response).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: recorded });
-    expect(ec2.commandCalls(GetInstanceMetadataDefaultsCommand)).toHaveLength(0);
+    // Read again only to see whether a declarative policy took the defaults over: the id keeps what was there first.
+    expect(ec2.commandCalls(GetInstanceMetadataDefaultsCommand)).toHaveLength(1);
     expect(defaultsSet()).toEqual([{ HttpTokens: 'required', HttpPutResponseHopLimit: 3, HttpEndpoint: 'enabled', InstanceMetadataTags: 'enabled' }]);
     expect(sfn.commandCalls(StartExecutionCommand)[0].args[0].input.input).toBe('{"trigger":"update"}');
   });
@@ -150,7 +162,7 @@ describe('delete', () => {
     const response = await invoke(remove(recorded));
     expect(defaultsSet()).toEqual([{ HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled', InstanceMetadataTags: 'disabled' }]);
     expect(response).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: recorded, Data: { AccountDefaults: 'restored' } });
-    expect(ec2.commandCalls(ModifyInstanceMetadataOptionsCommand)).toHaveLength(0);
+    expect(realModifications()).toHaveLength(0);
   });
 
   test('a create that set defaults and a delete give back what was there (no-preference stays no-preference)', async () => {
@@ -160,7 +172,7 @@ describe('delete', () => {
     expect(defaultsSet()[1]).toEqual({ HttpTokens: 'required', HttpPutResponseHopLimit: -1, HttpEndpoint: 'no-preference', InstanceMetadataTags: 'no-preference' });
   });
 
-  test('stops a running sweep; a state machine already gone is fine', async () => {
+  test('a state machine already gone is fine', async () => {
     sfn.on(ListExecutionsCommand).rejects(awsError('StateMachineDoesNotExist', 'State Machine Does Not Exist'));
     const response = await invoke(remove('Imdsv2Enforcement'));
     expect(response).toMatchObject({ Status: 'SUCCESS', Data: { AccountDefaults: 'untouched' } });

@@ -63,6 +63,7 @@ describe('sweep over a mixed fleet', () => {
     });
     expect(state.tally).toEqual({
       scanned: 9, compliant: 1, exempt: 1, atRisk: 1, nonCompliant: 6, modified: 4, skipped: 1, failed: 1,
+      notReady: 0, hopLimitKept: 0, endpointLeftDisabled: 1,
     });
   });
 
@@ -108,6 +109,7 @@ describe('sweep over a mixed fleet', () => {
     expect(ec2.commandCalls(ModifyInstanceMetadataOptionsCommand)).toHaveLength(0);
     expect(state.tally).toEqual({
       scanned: 9, compliant: 1, exempt: 1, atRisk: 1, nonCompliant: 6, modified: 0, skipped: 0, failed: 0,
+      notReady: 0, hopLimitKept: 0, endpointLeftDisabled: 1,
     });
     expect(summary()).toMatchObject({ level: 'INFO', mode: 'AUDIT', nonCompliant: 6, modified: 0 });
   });

@@ -4,8 +4,9 @@
  * `sweepPage` is one checkpointed step of the fleet sweep; `enforceInstances` also serves
  * the instance-running handler and the benchmark.
  */
-import { instancesUsingImdsv1, MetricsApi } from './imdsv1-usage';
+import { imdsv1Usage, MetricsApi } from './imdsv1-usage';
 import { describeFilters, evaluate, ImdsPolicy, InstanceView, MetadataOptionsChange } from './policy';
+import { InstanceRecord, recordOf } from './instance-record';
 import {
   AdaptiveTokenBucket, Clock, describeFailure, errorCode, isThrottling, isTransient, LimiterState, withRetries,
 } from './throttle';
@@ -13,7 +14,8 @@ import {
 /** The subset of EC2 the enforcement needs (the SDK client or a simulation). */
 export interface Ec2Api {
   describeInstances(input: DescribeInstancesInput): Promise<DescribeInstancesOutput>;
-  modifyInstanceMetadataOptions(input: MetadataOptionsChange): Promise<unknown>;
+  /** With `DryRun`, only checks the permission (the preflight of the custom resource). */
+  modifyInstanceMetadataOptions(input: MetadataOptionsChange & { DryRun?: boolean }): Promise<unknown>;
 }
 
 export interface DescribeInstancesInput {
@@ -38,7 +40,7 @@ const MODIFY_ATTEMPTS = 10;
 /** Lists capped so the sweep state stays far below Step Functions' 256 KB payload limit. */
 const MAX_LISTED = 200;
 
-/** Counts of one run. In ENFORCE mode `nonCompliant = modified + skipped + failed`. */
+/** Counts of one run. In ENFORCE mode `nonCompliant = modified + skipped + failed + notReady`. */
 export interface Tally {
   /** Instances listed (in the scope's tags and a live state). */
   scanned: number;
@@ -46,7 +48,10 @@ export interface Tally {
   compliant: number;
   /** Carrying the exemption tag: never modified. */
   exempt: number;
-  /** Non-compliant, but made IMDSv1 calls within the look-back window: not modified. */
+  /**
+   * Non-compliant, but made IMDSv1 calls within the look-back window, or CloudWatch could not
+   * say whether they did: not modified.
+   */
   atRisk: number;
   /** Non-compliant and not at risk: what ENFORCE modifies (and AUDIT only reports). */
   nonCompliant: number;
@@ -54,6 +59,12 @@ export interface Tally {
   /** Gone or changed between listing and modifying (terminated, state change): not a failure. */
   skipped: number;
   failed: number;
+  /** EC2 refused them while pending or stopping (IncorrectInstanceState), through every retry of this run. */
+  notReady: number;
+  /** Hop limit above the fleet's, kept (hopLimitPolicy AT_LEAST). */
+  hopLimitKept: number;
+  /** HttpEndpoint disabled, kept (enableDisabledEndpoints false). */
+  endpointLeftDisabled: number;
 }
 
 export interface Failure {
@@ -67,6 +78,8 @@ export interface EnforcementResult {
   readonly atRiskInstanceIds: string[];
   /** Changes not yet made because the deadline came; the caller resumes them. */
   readonly pending: string[];
+  /** One record per instance judged (those in `pending` excepted: the step that resumes them records them). */
+  readonly records: InstanceRecord[];
 }
 
 export interface EnforceOptions {
@@ -77,10 +90,22 @@ export interface EnforceOptions {
   readonly limiter: AdaptiveTokenBucket;
   /** No new modification starts after this time (clock ms). @default - none */
   readonly deadline?: number;
+  /**
+   * Waits before trying again the instances EC2 refused in `pending` or `stopping`
+   * (IncorrectInstanceState), counted from the first refusal.
+   * @default - 15, 30, 60 and 120 s with a deadline; 15 and 30 s without one
+   */
+  readonly notReadyRetryDelaysMs?: readonly number[];
 }
 
+const NOT_READY_DELAYS_MS = [15_000, 30_000, 60_000, 120_000];
+const NOT_READY_DELAYS_NO_DEADLINE_MS = [15_000, 30_000];
+
 export function emptyTally(): Tally {
-  return { scanned: 0, compliant: 0, exempt: 0, atRisk: 0, nonCompliant: 0, modified: 0, skipped: 0, failed: 0 };
+  return {
+    scanned: 0, compliant: 0, exempt: 0, atRisk: 0, nonCompliant: 0, modified: 0, skipped: 0, failed: 0,
+    notReady: 0, hopLimitKept: 0, endpointLeftDisabled: 0,
+  };
 }
 
 export function addTally(a: Tally, b: Tally): Tally {
@@ -96,63 +121,165 @@ export function addTally(a: Tally, b: Tally): Tally {
 export async function enforceInstances(options: EnforceOptions, instances: readonly InstanceView[]): Promise<EnforcementResult> {
   const { policy } = options;
   const tally = emptyTally();
-  const candidates: MetadataOptionsChange[] = [];
+  const records: InstanceRecord[] = [];
+  const candidates: Array<{ instance: InstanceView; change: MetadataOptionsChange; reasons: string[]; notes: string[] }> = [];
   for (const instance of instances) {
     const verdict = evaluate(instance, policy);
     if (verdict.kind === 'gone' || verdict.kind === 'out-of-scope') continue;
     tally.scanned++;
-    if (verdict.kind === 'compliant') tally.compliant++;
-    else if (verdict.kind === 'exempt') tally.exempt++;
-    else candidates.push(verdict.change);
+    if (verdict.kind === 'exempt') {
+      tally.exempt++;
+      records.push(recordOf(instance, 'exempt', `tagged ${policy.exemptionTagKey}=true`));
+      continue;
+    }
+    tally.hopLimitKept += verdict.leftAlone.includes('hop-limit-above-fleet') ? 1 : 0;
+    tally.endpointLeftDisabled += verdict.leftAlone.includes('endpoint-disabled') ? 1 : 0;
+    if (verdict.kind === 'compliant') {
+      tally.compliant++;
+      records.push(recordOf(instance, 'compliant', verdict.notes.join('; ') || undefined));
+    } else {
+      candidates.push({ instance, change: verdict.change, reasons: verdict.reasons, notes: verdict.notes });
+    }
   }
 
-  const usingV1 = await instancesUsingImdsv1(
-    options.cloudwatch, candidates.map((c) => c.InstanceId), policy.imdsv1LookbackDays, options.clock);
-  const atRiskInstanceIds = candidates.filter((c) => usingV1.has(c.InstanceId)).map((c) => c.InstanceId);
-  const changes = candidates.filter((c) => !usingV1.has(c.InstanceId));
+  const usage = await imdsv1Usage(options.cloudwatch, candidates.map((c) => c.change.InstanceId), policy.imdsv1LookbackDays, options.clock);
+  const atRiskInstanceIds: string[] = [];
+  const changes: typeof candidates = [];
+  for (const candidate of candidates) {
+    const id = candidate.change.InstanceId;
+    const why = usage.users.has(id)
+      ? `made IMDSv1 calls (MetadataNoToken > 0) in the last ${policy.imdsv1LookbackDays} days`
+      : usage.unknown.get(id);
+    if (why === undefined) {
+      changes.push(candidate);
+      continue;
+    }
+    atRiskInstanceIds.push(id);
+    records.push(recordOf(candidate.instance, 'at-risk', [`not modified: ${why}`, ...candidate.reasons, ...candidate.notes].join('; ')));
+  }
   tally.atRisk = atRiskInstanceIds.length;
   tally.nonCompliant = changes.length;
 
   if (policy.mode === 'AUDIT') {
-    return { tally, failures: [], atRiskInstanceIds, pending: [] };
+    for (const c of changes) {
+      records.push(recordOf(c.instance, 'non-compliant', [`AUDIT: would set ${describeChange(c.change)}`, ...c.reasons, ...c.notes].join('; ')));
+    }
+    return { tally, failures: [], atRiskInstanceIds, pending: [], records };
   }
   const applied = await applyChanges(options, changes);
-  return { tally: addTally(tally, applied.tally), failures: applied.failures, atRiskInstanceIds, pending: applied.pending };
+  return {
+    tally: addTally(tally, applied.tally), failures: applied.failures, atRiskInstanceIds, pending: applied.pending,
+    records: [...records, ...applied.records],
+  };
 }
+
+function describeChange(change: MetadataOptionsChange): string {
+  const { InstanceId: _id, ...options } = change;
+  return Object.entries(options).map(([k, v]) => `${k}=${v}`).join(', ');
+}
+
+type Candidate = { instance: InstanceView; change: MetadataOptionsChange; reasons: string[]; notes: string[] };
 
 /**
  * Makes the calls, at most CONCURRENCY at a time, each after taking a token. Instances that
  * vanished are skipped, throttling is retried, anything else is a failure of that instance.
+ * Instances EC2 refuses while pending or stopping are tried again, looked up afresh, after
+ * the others (see `notReadyRetryDelaysMs`); those still refused are reported `not-ready`.
  */
-async function applyChanges(options: EnforceOptions, changes: readonly MetadataOptionsChange[]) {
+async function applyChanges(options: EnforceOptions, changes: readonly Candidate[]) {
   const tally = emptyTally();
   const failures: Failure[] = [];
   const pending: string[] = [];
-  let next = 0;
+  const records: InstanceRecord[] = [];
+  let notReady: Array<Candidate & { state: string }> = [];
 
-  const worker = async (): Promise<void> => {
-    while (next < changes.length) {
-      const change = changes[next++];
-      if (options.deadline !== undefined && options.clock.now() >= options.deadline) {
-        pending.push(change.InstanceId);
-        continue;
+  const run = async (batch: readonly Candidate[], lastRound: boolean): Promise<void> => {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batch.length) {
+        const candidate = batch[next++];
+        const { change, instance } = candidate;
+        if (options.deadline !== undefined && options.clock.now() >= options.deadline) {
+          pending.push(change.InstanceId);
+          continue;
+        }
+        const outcome = await modifyOne(options, change);
+        const detail = [...candidate.reasons, ...candidate.notes];
+        if (outcome === 'modified') {
+          tally.modified++;
+          records.push(recordOf(instance, 'modified', [`set ${describeChange(change)}`, ...detail].join('; '), change));
+        } else if (outcome === 'skipped') {
+          tally.skipped++;
+          records.push(recordOf(instance, 'skipped', ['gone before it could be modified (InvalidInstanceID)', ...detail].join('; ')));
+        } else if (outcome === 'not-ready' && !lastRound) {
+          notReady.push({ ...candidate, state: instance.State?.Name ?? 'unknown' });
+        } else if (outcome === 'not-ready') {
+          tally.notReady++;
+          records.push(recordOf(instance, 'not-ready', [
+            `EC2 refused the change while the instance was ${instance.State?.Name ?? 'changing state'} (IncorrectInstanceState) through every retry; `
+            + 'the next sweep, or the launch rule when it starts, enforces it', ...detail].join('; ')));
+        } else {
+          tally.failed++;
+          failures.push({ instanceId: change.InstanceId, reason: outcome.reason });
+          records.push(recordOf(instance, 'failed', [outcome.reason, ...detail].join('; ')));
+        }
       }
-      const outcome = await modifyOne(options, change);
-      if (outcome === 'modified') tally.modified++;
-      else if (outcome === 'skipped') tally.skipped++;
-      else {
-        tally.failed++;
-        failures.push({ instanceId: change.InstanceId, reason: outcome.reason });
-      }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, batch.length) }, worker));
   };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, changes.length) }, worker));
-  return { tally, failures, pending };
+
+  await run(changes, false);
+  const delays = options.notReadyRetryDelaysMs ?? (options.deadline === undefined ? NOT_READY_DELAYS_NO_DEADLINE_MS : NOT_READY_DELAYS_MS);
+  const firstRefusal = options.clock.now();
+  for (let round = 0; round < delays.length && notReady.length > 0; round++) {
+    const due = firstRefusal + delays[round];
+    if (options.deadline !== undefined && due >= options.deadline) {
+      // No time left in this step: the next one looks at them again.
+      pending.push(...notReady.map((c) => c.change.InstanceId));
+      notReady = [];
+      break;
+    }
+    await options.clock.sleep(Math.max(0, due - options.clock.now()));
+    const waiting = notReady;
+    notReady = [];
+    const fresh = await lookAgain(options, waiting);
+    for (const c of waiting) {
+      if (fresh.retry.some((r) => r.change.InstanceId === c.change.InstanceId)) continue;
+      tally.skipped++;
+      records.push(recordOf(fresh.seen.get(c.change.InstanceId) ?? c.instance, 'skipped',
+        fresh.seen.has(c.change.InstanceId)
+          ? 'no longer needs a change (compliant, exempt or out of scope when looked at again)'
+          : 'gone (terminated) before it could be modified'));
+    }
+    await run(fresh.retry, round === delays.length - 1);
+  }
+  // Without any retry configured, what EC2 refused is reported rather than forgotten.
+  for (const c of notReady) {
+    tally.notReady++;
+    records.push(recordOf(c.instance, 'not-ready', `EC2 refused the change while the instance was ${c.state} (IncorrectInstanceState)`));
+  }
+  return { tally, failures, pending, records };
 }
 
-const VANISHED = new Set(['InvalidInstanceID.NotFound', 'InvalidInstanceID.Malformed', 'IncorrectInstanceState']);
+/** Lists the instances again, and what each now needs. */
+async function lookAgain(options: EnforceOptions, waiting: readonly Candidate[]) {
+  const seen = new Map<string, InstanceView>();
+  const retry: Candidate[] = [];
+  for (let i = 0; i < waiting.length; i += 200) {
+    const ids = waiting.slice(i, i + 200).map((c) => c.change.InstanceId);
+    const page = await describe(options, { Filters: [...describeFilters(options.policy), { Name: 'instance-id', Values: ids }] });
+    for (const instance of instancesOf(page)) {
+      seen.set(instance.InstanceId!, instance);
+      const verdict = evaluate(instance, options.policy);
+      if (verdict.kind === 'non-compliant') retry.push({ instance, change: verdict.change, reasons: verdict.reasons, notes: verdict.notes });
+    }
+  }
+  return { seen, retry };
+}
 
-async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange): Promise<'modified' | 'skipped' | { reason: string }> {
+const VANISHED = new Set(['InvalidInstanceID.NotFound', 'InvalidInstanceID.Malformed']);
+
+async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange): Promise<'modified' | 'skipped' | 'not-ready' | { reason: string }> {
   for (let attempt = 1; ; attempt++) {
     await options.limiter.take();
     try {
@@ -161,6 +288,7 @@ async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange)
       return 'modified';
     } catch (err) {
       if (VANISHED.has(errorCode(err))) return 'skipped';
+      if (errorCode(err) === 'IncorrectInstanceState') return 'not-ready';
       const retriable = isThrottling(err) || isTransient(err);
       if (isThrottling(err)) options.limiter.onThrottled();
       if (!retriable || attempt >= MODIFY_ATTEMPTS) {
@@ -191,6 +319,8 @@ export interface SweepPageResult {
   /** What this invocation alone did (for per-page metrics). */
   readonly page: Tally;
   readonly describeCalls: number;
+  /** The per-instance report lines of this invocation. */
+  readonly records: InstanceRecord[];
 }
 
 /**
@@ -236,11 +366,16 @@ export async function sweepPage(
   const policy = resuming > 0 ? { ...options.policy, imdsv1LookbackDays: 0 } : options.policy;
   const result = await enforceInstances({ ...enforce, policy }, instances);
   let page = result.tally;
+  const records = result.records;
   if (resuming > 0) {
     // Already counted as scanned and non-compliant when first listed: only outcomes are new.
     // Whatever neither changed nor failed nor waits again has vanished, was exempted or was fixed meanwhile.
-    const { modified, failed } = page;
-    page = { ...emptyTally(), modified, failed, skipped: resuming - modified - failed - result.pending.length };
+    const { modified, failed, notReady } = page;
+    page = { ...emptyTally(), modified, failed, notReady, skipped: resuming - modified - failed - notReady - result.pending.length };
+    const listed = new Set(instances.map((i) => i.InstanceId));
+    for (const id of state.pending!.filter((p) => !listed.has(p))) {
+      records.push(recordOf({ InstanceId: id, State: { Name: 'gone' } }, 'skipped', 'gone (terminated) before it could be modified'));
+    }
   }
 
   const tally = addTally(state.tally ?? emptyTally(), page);
@@ -248,6 +383,7 @@ export async function sweepPage(
   return {
     page,
     describeCalls,
+    records,
     state: {
       ...(nextToken ? { nextToken } : {}),
       ...(pending.length > 0 ? { pending } : {}),

@@ -7,11 +7,18 @@
 /** What the enforcement does with non-compliant instances. */
 export type EnforcementMode = 'ENFORCE' | 'AUDIT';
 
+/** AT_LEAST raises lower hop limits and keeps higher ones; EXACT sets every instance to the fleet's. */
+export type HopLimitPolicy = 'AT_LEAST' | 'EXACT';
+
 /** The policy the construct renders into the handlers' environment and the custom resource. */
 export interface ImdsPolicy {
   readonly mode: EnforcementMode;
-  /** HttpPutResponseHopLimit every in-scope instance must have, 1–64. */
+  /** HttpPutResponseHopLimit every in-scope instance must have (at least, or exactly), 1–64. */
   readonly hopLimit: number;
+  /** How `hopLimit` is applied. @default 'AT_LEAST' */
+  readonly hopLimitPolicy?: HopLimitPolicy;
+  /** Whether an instance with `HttpEndpoint=disabled` gets IMDS turned on. @default false */
+  readonly enableDisabledEndpoints?: boolean;
   /** When true, instance metadata tags must be enabled; when false they are left as they are. */
   readonly instanceMetadataTags: boolean;
   /** Only instances carrying all these tags (exact key and value) are in scope. */
@@ -35,22 +42,31 @@ export interface InstanceView {
   };
 }
 
-/** The parameters of one ModifyInstanceMetadataOptions call. */
+/**
+ * The parameters of one ModifyInstanceMetadataOptions call. The hop limit and the endpoint
+ * are always sent, as the instance's own values where the policy keeps them.
+ */
 export interface MetadataOptionsChange {
   readonly InstanceId: string;
   readonly HttpTokens: 'required';
   readonly HttpPutResponseHopLimit: number;
-  readonly HttpEndpoint: 'enabled';
+  readonly HttpEndpoint: 'enabled' | 'disabled';
   readonly InstanceMetadataTags?: 'enabled';
 }
 
-/** Where one instance stands against the policy. */
+/** A setting the policy deliberately leaves as the instance has it. */
+export type LeftAlone = 'hop-limit-above-fleet' | 'endpoint-disabled';
+
+/** Where one instance stands against the policy; `leftAlone` says what it deliberately kept. */
 export type Verdict =
   | { readonly kind: 'out-of-scope' }
   | { readonly kind: 'gone' }
   | { readonly kind: 'exempt' }
-  | { readonly kind: 'compliant' }
-  | { readonly kind: 'non-compliant'; readonly change: MetadataOptionsChange; readonly reasons: string[] };
+  | { readonly kind: 'compliant'; readonly leftAlone: LeftAlone[]; readonly notes: string[] }
+  | {
+    readonly kind: 'non-compliant'; readonly change: MetadataOptionsChange; readonly reasons: string[];
+    readonly leftAlone: LeftAlone[]; readonly notes: string[];
+  };
 
 /** States in which ModifyInstanceMetadataOptions is meaningful; later states are on their way out. */
 export const ENFORCEABLE_STATES = ['pending', 'running', 'stopping', 'stopped'];
@@ -76,28 +92,61 @@ export function matchesInstanceTags(instance: InstanceView, policy: ImdsPolicy):
   return Object.entries(policy.instanceTags).every(([key, value]) => tagValue(instance, key) === value);
 }
 
-/** Why the instance's metadata options differ from the policy; empty when compliant. */
-export function deviations(instance: InstanceView, policy: ImdsPolicy): string[] {
+const hopLimitPolicyOf = (policy: ImdsPolicy): HopLimitPolicy => policy.hopLimitPolicy ?? 'AT_LEAST';
+
+/**
+ * Compares an instance's metadata options with the policy: what must change (`reasons`), and
+ * what the policy deliberately keeps (a hop limit above the fleet's under AT_LEAST, a disabled
+ * endpoint unless `enableDisabledEndpoints`). Enforcement only ever tightens by default.
+ */
+export function assess(instance: InstanceView, policy: ImdsPolicy): {
+  reasons: string[]; leftAlone: LeftAlone[]; notes: string[]; hopLimit: number; endpoint: 'enabled' | 'disabled';
+} {
   const options = instance.MetadataOptions ?? {};
   const reasons: string[] = [];
+  const leftAlone: LeftAlone[] = [];
+  const notes: string[] = [];
   if (options.HttpTokens !== 'required') reasons.push(`HttpTokens=${options.HttpTokens ?? 'unset'}`);
-  if (options.HttpPutResponseHopLimit !== policy.hopLimit) {
-    reasons.push(`HttpPutResponseHopLimit=${options.HttpPutResponseHopLimit ?? 'unset'}`);
+
+  const hop = options.HttpPutResponseHopLimit;
+  let hopLimit = policy.hopLimit;
+  if (hop !== policy.hopLimit) {
+    if (hopLimitPolicyOf(policy) === 'AT_LEAST' && typeof hop === 'number' && hop > policy.hopLimit) {
+      hopLimit = hop;
+      leftAlone.push('hop-limit-above-fleet');
+      notes.push(`HttpPutResponseHopLimit=${hop} kept: above the fleet's ${policy.hopLimit}, and hopLimitPolicy AT_LEAST never lowers it`);
+    } else {
+      reasons.push(`HttpPutResponseHopLimit=${hop ?? 'unset'}`);
+    }
   }
-  if (options.HttpEndpoint !== 'enabled') reasons.push(`HttpEndpoint=${options.HttpEndpoint ?? 'unset'}`);
+
+  let endpoint: 'enabled' | 'disabled' = 'enabled';
+  if (options.HttpEndpoint === 'disabled' && !policy.enableDisabledEndpoints) {
+    endpoint = 'disabled';
+    leftAlone.push('endpoint-disabled');
+    notes.push('HttpEndpoint=disabled kept: IMDS was turned off on purpose, and enableDisabledEndpoints is false');
+  } else if (options.HttpEndpoint !== 'enabled') {
+    reasons.push(`HttpEndpoint=${options.HttpEndpoint ?? 'unset'}`);
+  }
   if (policy.instanceMetadataTags && options.InstanceMetadataTags !== 'enabled') {
     reasons.push(`InstanceMetadataTags=${options.InstanceMetadataTags ?? 'unset'}`);
   }
-  return reasons;
+  return { reasons, leftAlone, notes, hopLimit, endpoint };
+}
+
+/** Why the instance's metadata options differ from the policy; empty when compliant. */
+export function deviations(instance: InstanceView, policy: ImdsPolicy): string[] {
+  return assess(instance, policy).reasons;
 }
 
 /** The one ModifyInstanceMetadataOptions call that makes an instance compliant. */
-export function changeFor(instanceId: string, policy: ImdsPolicy): MetadataOptionsChange {
+export function changeFor(instance: InstanceView & { InstanceId: string }, policy: ImdsPolicy): MetadataOptionsChange {
+  const { hopLimit, endpoint } = assess(instance, policy);
   return {
-    InstanceId: instanceId,
+    InstanceId: instance.InstanceId,
     HttpTokens: 'required',
-    HttpPutResponseHopLimit: policy.hopLimit,
-    HttpEndpoint: 'enabled',
+    HttpPutResponseHopLimit: hopLimit,
+    HttpEndpoint: endpoint,
     ...(policy.instanceMetadataTags ? { InstanceMetadataTags: 'enabled' as const } : {}),
   };
 }
@@ -107,9 +156,9 @@ export function evaluate(instance: InstanceView, policy: ImdsPolicy): Verdict {
   if (!instance.InstanceId || !ENFORCEABLE_STATES.includes(instance.State?.Name ?? '')) return { kind: 'gone' };
   if (!matchesInstanceTags(instance, policy)) return { kind: 'out-of-scope' };
   if (isExempt(instance, policy)) return { kind: 'exempt' };
-  const reasons = deviations(instance, policy);
-  if (reasons.length === 0) return { kind: 'compliant' };
-  return { kind: 'non-compliant', change: changeFor(instance.InstanceId, policy), reasons };
+  const { reasons, leftAlone, notes } = assess(instance, policy);
+  if (reasons.length === 0) return { kind: 'compliant', leftAlone, notes };
+  return { kind: 'non-compliant', change: changeFor({ ...instance, InstanceId: instance.InstanceId }, policy), reasons, leftAlone, notes };
 }
 
 /**
@@ -163,10 +212,21 @@ export function parsePolicy(raw: unknown): ImdsPolicy {
     problems.push(`imdsv1LookbackDays: got ${JSON.stringify(input.imdsv1LookbackDays)}; allowed: an integer from 0 to 455`);
   }
 
+  const hopLimitPolicy = String(input.hopLimitPolicy ?? 'AT_LEAST');
+  if (hopLimitPolicy !== 'AT_LEAST' && hopLimitPolicy !== 'EXACT') {
+    problems.push(`hopLimitPolicy: got ${JSON.stringify(input.hopLimitPolicy)}; allowed: AT_LEAST or EXACT`);
+  }
+  const enableDisabledEndpoints = parseBoolean(input.enableDisabledEndpoints ?? false);
+  if (enableDisabledEndpoints === undefined) {
+    problems.push(`enableDisabledEndpoints: got ${JSON.stringify(input.enableDisabledEndpoints)}; allowed: true or false`);
+  }
+
   if (problems.length > 0) throw new PolicyError(`invalid IMDS policy: ${problems.join('; ')}`);
   return {
     mode: mode as EnforcementMode,
     hopLimit,
+    hopLimitPolicy: hopLimitPolicy as HopLimitPolicy,
+    enableDisabledEndpoints: enableDisabledEndpoints!,
     instanceMetadataTags: instanceMetadataTags!,
     instanceTags: instanceTags as Record<string, string>,
     exemptionTagKey,

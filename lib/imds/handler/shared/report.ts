@@ -9,6 +9,7 @@ export const METRIC_NAMESPACE = 'AgentFleet/ImdsEnforcement';
 const METRICS: Array<[keyof Tally, string]> = [
   ['scanned', 'Scanned'], ['compliant', 'Compliant'], ['exempt', 'Exempt'], ['atRisk', 'AtRisk'],
   ['nonCompliant', 'NonCompliant'], ['modified', 'Modified'], ['skipped', 'Skipped'], ['failed', 'Failed'],
+  ['notReady', 'NotReady'], ['hopLimitKept', 'HopLimitKept'], ['endpointLeftDisabled', 'EndpointLeftDisabled'],
 ];
 
 /**
