@@ -5,6 +5,7 @@
  */
 import type { Context } from 'aws-lambda';
 import { ec2Api, metricsApi } from './shared/aws';
+import { sharedModifyLimiter } from './shared/dynamodb-throttle-store';
 import { SweepState, sweepPage } from './shared/enforcer';
 import { parsePolicy } from './shared/policy';
 import { emfLine, summaryLine } from './shared/report';
@@ -27,7 +28,11 @@ export async function handler(input: SweepInput, context: Pick<Context, 'getRema
   const clock = systemClock;
   const startedAt = input.startedAt ?? new Date(clock.now()).toISOString();
   const { state, page } = await sweepPage(
-    { ec2, cloudwatch, policy, clock, deadline: clock.now() + context.getRemainingTimeInMillis() - RESERVE_MS },
+    {
+      ec2, cloudwatch, policy, clock, deadline: clock.now() + context.getRemainingTimeInMillis() - RESERVE_MS,
+      // Every sweep, launch and drift correction of the account and Region paces itself by the same limiter.
+      limiter: sharedModifyLimiter(clock),
+    },
     input,
   );
   console.log(emfLine('Sweep', policy.mode, page, clock.now()));

@@ -6,6 +6,7 @@
  */
 import { instancesUsingImdsv1, MetricsApi } from './imdsv1-usage';
 import { describeFilters, evaluate, ImdsPolicy, InstanceView, MetadataOptionsChange } from './policy';
+import type { RateLimiter } from './shared-limiter';
 import {
   AdaptiveTokenBucket, Clock, describeFailure, errorCode, isThrottling, isTransient, LimiterState, withRetries,
 } from './throttle';
@@ -33,7 +34,7 @@ export const MODIFY_BUCKET = { capacity: 100, refillPerSecond: 5 };
 export const PAGE_SIZE = 1000;
 /** Calls in flight at once: enough to keep the bucket's rate despite API latency. */
 const CONCURRENCY = 8;
-/** Throttled attempts of one modification before it is reported as failed. */
+/** Attempts of one modification that fails with a transient error before it is reported as failed. */
 const MODIFY_ATTEMPTS = 10;
 /** Lists capped so the sweep state stays far below Step Functions' 256 KB payload limit. */
 const MAX_LISTED = 200;
@@ -74,9 +75,16 @@ export interface EnforceOptions {
   readonly cloudwatch: MetricsApi;
   readonly policy: ImdsPolicy;
   readonly clock: Clock;
-  readonly limiter: AdaptiveTokenBucket;
-  /** No new modification starts after this time (clock ms). @default - none */
+  /** Paces ModifyInstanceMetadataOptions: the limiter shared by the account and Region, or a local bucket. */
+  readonly limiter: RateLimiter;
+  /** No new modification starts after this time (clock ms); what is left is `pending`. @default - none */
   readonly deadline?: number;
+  /**
+   * Throttled attempts of one modification before it fails. Throttling only says the bucket
+   * is shared, so by default a modification is retried until it is done or the deadline comes.
+   * @default - no limit
+   */
+  readonly maxThrottledAttempts?: number;
 }
 
 export function emptyTally(): Tally {
@@ -140,6 +148,7 @@ async function applyChanges(options: EnforceOptions, changes: readonly MetadataO
       const outcome = await modifyOne(options, change);
       if (outcome === 'modified') tally.modified++;
       else if (outcome === 'skipped') tally.skipped++;
+      else if (outcome === 'pending') pending.push(change.InstanceId);
       else {
         tally.failed++;
         failures.push({ instanceId: change.InstanceId, reason: outcome.reason });
@@ -152,8 +161,12 @@ async function applyChanges(options: EnforceOptions, changes: readonly MetadataO
 
 const VANISHED = new Set(['InvalidInstanceID.NotFound', 'InvalidInstanceID.Malformed', 'IncorrectInstanceState']);
 
-async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange): Promise<'modified' | 'skipped' | { reason: string }> {
-  for (let attempt = 1; ; attempt++) {
+async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange): Promise<'modified' | 'skipped' | 'pending' | { reason: string }> {
+  let throttled = 0;
+  let transient = 0;
+  for (;;) {
+    // A retry after the deadline is left to the next step (or the next invocation).
+    if ((throttled > 0 || transient > 0) && options.deadline !== undefined && options.clock.now() >= options.deadline) return 'pending';
     await options.limiter.take();
     try {
       await options.ec2.modifyInstanceMetadataOptions(change);
@@ -161,12 +174,14 @@ async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange)
       return 'modified';
     } catch (err) {
       if (VANISHED.has(errorCode(err))) return 'skipped';
-      const retriable = isThrottling(err) || isTransient(err);
-      if (isThrottling(err)) options.limiter.onThrottled();
-      if (!retriable || attempt >= MODIFY_ATTEMPTS) {
-        return { reason: describeFailure('ec2:ModifyInstanceMetadataOptions', err) };
+      if (isThrottling(err)) {
+        await options.limiter.onThrottled();
+        if (++throttled < (options.maxThrottledAttempts ?? Number.POSITIVE_INFINITY)) continue;
+      } else if (isTransient(err) && ++transient < MODIFY_ATTEMPTS) {
+        await options.clock.sleep(Math.min(10_000, 200 * 2 ** transient));
+        continue;
       }
-      if (!isThrottling(err)) await options.clock.sleep(Math.min(10_000, 200 * 2 ** attempt));
+      return { reason: describeFailure('ec2:ModifyInstanceMetadataOptions', err) };
     }
   }
 }
@@ -199,10 +214,11 @@ export interface SweepPageResult {
  * Stops starting changes at `deadline` and hands the rest to the next step.
  */
 export async function sweepPage(
-  options: Omit<EnforceOptions, 'limiter'>,
+  options: Omit<EnforceOptions, 'limiter'> & { readonly limiter?: RateLimiter },
   state: SweepState,
 ): Promise<SweepPageResult> {
-  const limiter = new AdaptiveTokenBucket({ ...MODIFY_BUCKET, clock: options.clock, resumeFrom: state.limiter });
+  // Without a shared limiter, a local bucket carried from step to step in the checkpoint.
+  const limiter = options.limiter ?? new AdaptiveTokenBucket({ ...MODIFY_BUCKET, clock: options.clock, resumeFrom: state.limiter });
   const enforce = { ...options, limiter };
   let describeCalls = 0;
   let instances: InstanceView[];
@@ -255,7 +271,7 @@ export async function sweepPage(
       tally,
       failures: [...(state.failures ?? []), ...result.failures].slice(0, MAX_LISTED),
       atRiskInstanceIds: [...(state.atRiskInstanceIds ?? []), ...result.atRiskInstanceIds].slice(0, MAX_LISTED),
-      limiter: limiter.snapshot(),
+      ...(limiter instanceof AdaptiveTokenBucket ? { limiter: limiter.snapshot() } : {}),
       done: !nextToken && pending.length === 0,
     },
   };
