@@ -177,7 +177,8 @@ export class SharedTokenBucket implements RateLimiter {
       try {
         return await fn();
       } catch (err) {
-        if (attempt >= STORE_ATTEMPTS || !(isThrottling(err) || isTransient(err))) throw err;
+        const retriable = isThrottling(err) || isTransient(err) || errorCode(err) === 'ProvisionedThroughputExceededException';
+        if (attempt >= STORE_ATTEMPTS || !retriable) throw err;
         await this.options.clock.sleep(Math.random() * 50 * 2 ** attempt);
       }
     }
