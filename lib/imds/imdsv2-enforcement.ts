@@ -14,6 +14,9 @@ import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { validateHopLimit, warnOnWideHopLimit } from './hop-limit';
+import { DriftCorrection } from './drift-correction';
+import { ENFORCER_ROLE_PATH } from './enforcer-identity';
+import { MODIFY_THROTTLE_TABLE_NAME, ModifyThrottleTable } from './modify-throttle';
 
 /**
  * What Imdsv2Enforcement does with instances that do not comply.
@@ -105,6 +108,15 @@ export interface Imdsv2EnforcementProps {
   readonly enforceOnLaunch?: boolean;
 
   /**
+   * How often the whole fleet is swept again, to correct drift the events do not show
+   * (CloudTrail not recorded, an event lost). Whole minutes, from 1 hour to 30 days.
+   * Changes made by others are also corrected within minutes from their CloudTrail records.
+   *
+   * @default Duration.days(1)
+   */
+  readonly driftCheckInterval?: Duration;
+
+  /**
    * VPC to run the handlers in. They call only AWS APIs (EC2, CloudWatch, Step Functions,
    * SQS): the subnets need a route to them, through a NAT gateway or interface endpoints.
    *
@@ -170,6 +182,15 @@ export class Imdsv2Enforcement extends Construct {
   /** The function that applies the policy to each instance entering `running`, if enabled. */
   public readonly launchFunction?: lambda.IFunction;
 
+  /** The function that sweeps again on schedule and corrects changes made by others. */
+  public readonly driftFunction: lambda.IFunction;
+
+  /**
+   * The name of the DynamoDB table of the limiter that every enforcement of the account and
+   * Region shares (ENFORCE mode only).
+   */
+  public readonly limiterTableName?: string;
+
   /** Launch events and custom resource requests that failed after their retries. */
   public readonly deadLetterQueue: sqs.IQueue;
 
@@ -212,6 +233,8 @@ export class Imdsv2Enforcement extends Construct {
     // One role for the two functions that look at and modify instances.
     const enforcerRole = new iam.Role(this, 'EnforcerRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      // Drift correction tells the enforcements' own changes from others' by this path.
+      path: ENFORCER_ROLE_PATH,
       description: `Applies the IMDS policy of ${this.node.path} to EC2 instances`,
     });
     const enforcerPolicy = new iam.ManagedPolicy(this, 'EnforcerPolicy', {
@@ -238,6 +261,8 @@ export class Imdsv2Enforcement extends Construct {
       }));
     }
     const policyJson = stack.toJsonString(policy);
+    // Every path that modifies instances paces itself by the limiter the account and Region share.
+    const limiterEnvironment: Record<string, string> = enforce ? { IMDS_LIMITER_TABLE: MODIFY_THROTTLE_TABLE_NAME } : {};
     const dlq = new sqs.Queue(this, 'DeadLetterQueue', {
       encryption: sqs.QueueEncryption.KMS,
       encryptionMasterKey: this.encryptionKey,
@@ -261,7 +286,7 @@ export class Imdsv2Enforcement extends Construct {
         role: options.role,
         logGroup: options.logGroup,
         reservedConcurrentExecutions: options.concurrency,
-        environment: { IMDS_POLICY: policyJson },
+        environment: { IMDS_POLICY: policyJson, ...limiterEnvironment },
         ...(props.vpc ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets, allowPublicSubnet: false } : {}),
       });
       if (options.asynchronous) {
@@ -270,6 +295,20 @@ export class Imdsv2Enforcement extends Construct {
       }
       return f;
     };
+
+    const throttle = enforce ? new ModifyThrottleTable(this, 'ModifyThrottle', {
+      createFunction: (id, role, policy) => {
+        const throttleLogs = logGroup('ModifyThrottle');
+        policy.addStatements(writeLogsStatement([throttleLogs]), ...deadLetterStatements(dlq, this.encryptionKey));
+        return fn(`ModifyThrottle${id}`, {
+          handler: 'limiter-table',
+          description: 'Custom resource of Imdsv2Enforcement: creates the shared ModifyInstanceMetadataOptions limiter table if missing',
+          timeout: Duration.minutes(4), role, logGroup: throttleLogs, concurrency: 1, asynchronous: true,
+        });
+      },
+    }) : undefined;
+    if (throttle) enforcerPolicy.addStatements(throttle.useStatement());
+    this.limiterTableName = throttle?.tableName;
 
     // The sweep: a state machine looping one Lambda over DescribeInstances pages.
     const sweepLogs = logGroup('Sweep');
@@ -319,6 +358,28 @@ export class Imdsv2Enforcement extends Construct {
       rule.node.addDependency(enforcerPolicy);
     }
     enforcerPolicy.addStatements(writeLogsStatement(logWriters));
+
+    // Drift: a scheduled re-sweep, and changes made by others corrected from CloudTrail.
+    const drift = new DriftCorrection(this, 'Drift', {
+      checkInterval: props.driftCheckInterval ?? Duration.days(1),
+      sweep: stateMachine.machine,
+      enforcerPolicy,
+      scopeTagKeys: Object.keys(instanceTags),
+      exemptionTagKey,
+      deadLetterQueue: dlq,
+      createFunction: (id, role, policy) => {
+        const driftLogs = logGroup('Drift');
+        policy.addStatements(writeLogsStatement([driftLogs]), ...deadLetterStatements(dlq, this.encryptionKey));
+        return fn(`Drift${id}`, {
+          handler: 'drift',
+          description: 'Sweeps again on schedule and applies the IMDS policy after changes made by others (Imdsv2Enforcement)',
+          timeout: Duration.minutes(5), role, logGroup: driftLogs,
+          // Like the launch handler: a burst of changes queues up instead of crowding the limiter.
+          concurrency: 5, asynchronous: true,
+        });
+      },
+    });
+    this.driftFunction = drift.function;
 
     // The custom resource: CloudFormation invokes this function directly, with a short service timeout.
     const onEventRole = new iam.Role(this, 'OnEventRole', {
@@ -376,10 +437,13 @@ export class Imdsv2Enforcement extends Construct {
     });
     // The handlers need their permissions before the first request and until the last.
     resource.node.addDependency(onEventPolicy, enforcerPolicy, stateMachine.policy);
+    // The sweep it starts paces itself by the shared limiter: the table must exist first.
+    if (throttle) resource.node.addDependency(throttle.resource);
 
     this.acknowledgeFindings({
       enforcerPolicy, onEventPolicy, stateMachine: stateMachine.machine, stateMachinePolicy: stateMachine.policy, sweepFunction,
-      functions: props.vpc ? [] : [sweepFunction, onEventFunction, ...(this.launchFunction ? [this.launchFunction as lambda.Function] : [])],
+      functions: props.vpc ? [] : [sweepFunction, onEventFunction, drift.function, ...[this.launchFunction, throttle?.function]
+        .filter((f): f is lambda.Function => f instanceof lambda.Function)],
     });
   }
 
@@ -529,6 +593,11 @@ function validateProps(scope: Construct, props: Imdsv2EnforcementProps): void {
   const v = new PropsValidator(scope);
   validateHopLimit(v, props.hopLimit);
   v.integerInRange('imdsv1LookbackDays', props.imdsv1LookbackDays, 1, 455);
+  if (props.driftCheckInterval !== undefined && !props.driftCheckInterval.isUnresolved()) {
+    const minutes = props.driftCheckInterval.toMinutes({ integral: false });
+    v.require(Number.isInteger(minutes) && minutes >= 60 && minutes <= 30 * 24 * 60, 'driftCheckInterval', props.driftCheckInterval,
+      'a whole number of minutes from 1 hour to 30 days (a sweep of 50,000 instances takes about an hour)');
+  }
   v.require(!(props.vpcSubnets && !props.vpc), 'vpcSubnets', props.vpcSubnets, 'only together with vpc');
   v.require(!(props.protectImdsv1Users === false && props.imdsv1LookbackDays !== undefined), 'imdsv1LookbackDays',
     props.imdsv1LookbackDays, 'only together with protectImdsv1Users (leave it unset when the check is off)');
