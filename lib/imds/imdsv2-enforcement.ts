@@ -1,4 +1,5 @@
 import { ArnFormat, CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -6,6 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
@@ -15,6 +17,7 @@ import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { validateHopLimit, warnOnWideHopLimit } from './hop-limit';
 import { DriftCorrection } from './drift-correction';
+import { EnforcementMonitoring, enforcementWidgets } from './enforcement-monitoring';
 import { ENFORCER_ROLE_PATH } from './enforcer-identity';
 import { MODIFY_THROTTLE_TABLE_NAME, ModifyThrottleTable } from './modify-throttle';
 
@@ -117,6 +120,14 @@ export interface Imdsv2EnforcementProps {
   readonly driftCheckInterval?: Duration;
 
   /**
+   * The topic the `MetadataNoTokenRejected` alarm notifies (ENFORCE mode). A topic you bring
+   * that is encrypted must let `cloudwatch.amazonaws.com` use its key.
+   *
+   * @default - a new topic encrypted with `encryptionKey`
+   */
+  readonly alarmTopic?: sns.ITopic;
+
+  /**
    * VPC to run the handlers in. They call only AWS APIs (EC2, CloudWatch, Step Functions,
    * SQS): the subnets need a route to them, through a NAT gateway or interface endpoints.
    *
@@ -190,6 +201,15 @@ export class Imdsv2Enforcement extends Construct {
    * Region shares (ENFORCE mode only).
    */
   public readonly limiterTableName?: string;
+
+  /**
+   * In alarm while instances refuse IMDSv1 calls (`MetadataNoTokenRejected`, summed over the
+   * account and Region): callers that broke once IMDSv2 was required. ENFORCE mode only.
+   */
+  public readonly imdsv1RejectedAlarm?: cloudwatch.Alarm;
+
+  /** The topic `imdsv1RejectedAlarm` notifies (ENFORCE mode only). */
+  public readonly alarmTopic?: sns.ITopic;
 
   /** Launch events and custom resource requests that failed after their retries. */
   public readonly deadLetterQueue: sqs.IQueue;
@@ -440,11 +460,27 @@ export class Imdsv2Enforcement extends Construct {
     // The sweep it starts paces itself by the shared limiter: the table must exist first.
     if (throttle) resource.node.addDependency(throttle.resource);
 
+    if (enforce) {
+      const monitoring = new EnforcementMonitoring(this, 'Monitoring', {
+        alarmTopic: props.alarmTopic, encryptionKey: this.encryptionKey, owner: this.node.path,
+      });
+      this.imdsv1RejectedAlarm = monitoring.imdsv1RejectedAlarm;
+      this.alarmTopic = monitoring.alarmTopic;
+    }
+
     this.acknowledgeFindings({
       enforcerPolicy, onEventPolicy, stateMachine: stateMachine.machine, stateMachinePolicy: stateMachine.policy, sweepFunction,
       functions: props.vpc ? [] : [sweepFunction, onEventFunction, drift.function, ...[this.launchFunction, throttle?.function]
         .filter((f): f is lambda.Function => f instanceof lambda.Function)],
     });
+  }
+
+  /**
+   * Dashboard widgets with the enforcement's failed, at-risk and modified instances
+   * (namespace `AgentFleet/ImdsEnforcement`, per account and Region) and its alarm.
+   */
+  public dashboardWidgets(): cloudwatch.IWidget[] {
+    return enforcementWidgets(this.imdsv1RejectedAlarm);
   }
 
   private createKey(removalPolicy: RemovalPolicy): kms.IKey {

@@ -1,5 +1,6 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { AgentFleetErrors, ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps } from '../../lib';
 import { eventMatches } from './event-pattern';
 
@@ -137,5 +138,33 @@ describe('Imdsv2Enforcement shared limiter', () => {
     template.resourceCountIs('Custom::ImdsModifyThrottleTable', 0);
     expect(JSON.stringify(template.toJSON())).not.toContain('dynamodb:');
     expect(JSON.stringify(template.findResources('AWS::Lambda::Function'))).not.toContain('IMDS_LIMITER_TABLE');
+  });
+});
+
+describe('Imdsv2Enforcement alarm and dashboard widgets', () => {
+  test('ENFORCE alarms on IMDSv1 calls refused anywhere in the account and Region, through an encrypted topic', () => {
+    const { template, enforcement } = enforcementStack();
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: [{ Id: 'expr_1', Expression: 'SELECT SUM(MetadataNoTokenRejected) FROM SCHEMA("AWS/EC2", InstanceId)', Period: 300, ReturnData: true, Label: 'IMDSv1 calls refused' }],
+      Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: Match.stringLikeRegexp('^EnforcementMonitoringAlarmTopic') }],
+    });
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^EnforcementKey'), 'Arn'] } });
+    expect(enforcement.imdsv1RejectedAlarm).toBeDefined();
+    expect(enforcement.dashboardWidgets()).toHaveLength(3);
+  });
+
+  test('alarmTopic takes the notifications instead of a new topic; AUDIT has no alarm', () => {
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    const topic = new sns.Topic(stack, 'Mine');
+    const enforcement = new Imdsv2Enforcement(stack, 'Enforcement', { hopLimit: 2, alarmTopic: topic });
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::SNS::Topic', 1);
+    expect(enforcement.alarmTopic).toBe(topic);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmActions: [{ Ref: Match.stringLikeRegexp('^Mine') }] });
+
+    const audit = enforcementStack({ hopLimit: 2, mode: ImdsEnforcementMode.AUDIT });
+    audit.template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
+    expect(audit.enforcement.dashboardWidgets()).toHaveLength(2);
   });
 });
