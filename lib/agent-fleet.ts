@@ -263,6 +263,8 @@ export class AgentFleet extends Construct {
         // The install document reads the management tag from instance metadata tags.
         instanceMetadataTags: true,
         removalPolicy: imds.removalPolicy ?? removalPolicy,
+        // One topic for the fleet's alarms when the backend's is given.
+        alarmTopic: imds.alarmTopic ?? props.backend?.alarmTopic,
       }));
     }
 
@@ -290,6 +292,8 @@ export class AgentFleet extends Construct {
     }
 
     checks.throwIfInvalid();
+    // The IMDS enforcement's failures, at-risk instances and alarm beside the agents they serve.
+    if (this.backend && this.imdsEnforcement) this.backend.dashboard.addWidgets(...this.imdsEnforcement.dashboardWidgets());
     // Instances without an instance profile run the agent under the Default Host Management
     // role: it needs the heartbeat too (the auto-configuration gives it the rest).
     const defaultHostManagementRole = this.autoConfiguration?.defaultHostManagementRole;
