@@ -265,6 +265,8 @@ export class AgentFleet extends Construct {
         removalPolicy: imds.removalPolicy ?? removalPolicy,
         // Each sweep's per-instance report goes to the telemetry store, under its own prefix.
         reportBucket: imds.reportBucket ?? telemetry?.bucket,
+        // One topic for the fleet's alarms when the backend's is given.
+        alarmTopic: imds.alarmTopic ?? props.backend?.alarmTopic,
       }));
     }
 
@@ -292,6 +294,8 @@ export class AgentFleet extends Construct {
     }
 
     checks.throwIfInvalid();
+    // The IMDS enforcement's failures, at-risk instances and alarm beside the agents they serve.
+    if (this.backend && this.imdsEnforcement) this.backend.dashboard.addWidgets(...this.imdsEnforcement.dashboardWidgets());
     // Instances without an instance profile run the agent under the Default Host Management
     // role: it needs the heartbeat too (the auto-configuration gives it the rest).
     const defaultHostManagementRole = this.autoConfiguration?.defaultHostManagementRole;

@@ -108,7 +108,7 @@ describe('AgentFleet: the minimal call', () => {
       'AWS::ApiGateway::RestApi': 1,
       'AWS::DynamoDB::Table': 1,
       'AWS::CloudWatch::Dashboard': 1,
-      'AWS::CloudWatch::Alarm': 2,
+      'AWS::CloudWatch::Alarm': 3, // heartbeat errors, coverage, IMDSv1 calls refused
     });
     template.resourcePropertiesCountIs('AWS::EC2::VPCEndpoint', { ServiceName: 'com.amazonaws.eu-west-1.execute-api' }, 0);
   });

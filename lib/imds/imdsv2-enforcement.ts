@@ -1,4 +1,5 @@
 import { ArnFormat, CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -7,6 +8,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
@@ -17,6 +19,10 @@ import { PropsValidator } from '../core/validation';
 import { validateHopLimit, warnOnWideHopLimit } from './hop-limit';
 import { HopLimitPolicy } from './imds-policy-options';
 import { grantSweepReport, preflightStatements, reportPrefixOf, validatePolicyOptions } from './imds-enforcement-extras';
+import { DriftCorrection } from './drift-correction';
+import { EnforcementMonitoring, enforcementWidgets } from './enforcement-monitoring';
+import { ENFORCER_ROLE_PATH } from './enforcer-identity';
+import { MODIFY_THROTTLE_TABLE_NAME, ModifyThrottleTable } from './modify-throttle';
 
 /**
  * What Imdsv2Enforcement does with instances that do not comply.
@@ -106,6 +112,23 @@ export interface Imdsv2EnforcementProps {
    * @default true
    */
   readonly enforceOnLaunch?: boolean;
+
+  /**
+   * How often the whole fleet is swept again, to correct drift the events do not show
+   * (CloudTrail not recorded, an event lost). Whole minutes, from 1 hour to 30 days.
+   * Changes made by others are also corrected within minutes from their CloudTrail records.
+   *
+   * @default Duration.days(1)
+   */
+  readonly driftCheckInterval?: Duration;
+
+  /**
+   * The topic the `MetadataNoTokenRejected` alarm notifies (ENFORCE mode). A topic you bring
+   * that is encrypted must let `cloudwatch.amazonaws.com` use its key.
+   *
+   * @default - a new topic encrypted with `encryptionKey`
+   */
+  readonly alarmTopic?: sns.ITopic;
 
   /**
    * VPC to run the handlers in. They call only AWS APIs (EC2, CloudWatch, Step Functions,
@@ -227,6 +250,24 @@ export class Imdsv2Enforcement extends Construct {
   /** The function that applies the policy to each instance entering `running`, if enabled. */
   public readonly launchFunction?: lambda.IFunction;
 
+  /** The function that sweeps again on schedule and corrects changes made by others. */
+  public readonly driftFunction: lambda.IFunction;
+
+  /**
+   * The name of the DynamoDB table of the limiter that every enforcement of the account and
+   * Region shares (ENFORCE mode only).
+   */
+  public readonly limiterTableName?: string;
+
+  /**
+   * In alarm while instances refuse IMDSv1 calls (`MetadataNoTokenRejected`, summed over the
+   * account and Region): callers that broke once IMDSv2 was required. ENFORCE mode only.
+   */
+  public readonly imdsv1RejectedAlarm?: cloudwatch.Alarm;
+
+  /** The topic `imdsv1RejectedAlarm` notifies (ENFORCE mode only). */
+  public readonly alarmTopic?: sns.ITopic;
+
   /** Launch events and custom resource requests that failed after their retries. */
   public readonly deadLetterQueue: sqs.IQueue;
 
@@ -274,6 +315,8 @@ export class Imdsv2Enforcement extends Construct {
     // One role for the two functions that look at and modify instances.
     const enforcerRole = new iam.Role(this, 'EnforcerRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      // Drift correction tells the enforcements' own changes from others' by this path.
+      path: ENFORCER_ROLE_PATH,
       description: `Applies the IMDS policy of ${this.node.path} to EC2 instances`,
     });
     const enforcerPolicy = new iam.ManagedPolicy(this, 'EnforcerPolicy', {
@@ -299,6 +342,8 @@ export class Imdsv2Enforcement extends Construct {
     });
     if (enforce) enforcerPolicy.addStatements(modifyStatement('ModifyMetadataOptionsOfInScopeInstancesNotExempt'));
     const policyJson = stack.toJsonString(policy);
+    // Every path that modifies instances paces itself by the limiter the account and Region share.
+    const limiterEnvironment: Record<string, string> = enforce ? { IMDS_LIMITER_TABLE: MODIFY_THROTTLE_TABLE_NAME } : {};
     const dlq = new sqs.Queue(this, 'DeadLetterQueue', {
       encryption: sqs.QueueEncryption.KMS,
       encryptionMasterKey: this.encryptionKey,
@@ -322,7 +367,7 @@ export class Imdsv2Enforcement extends Construct {
         role: options.role,
         logGroup: options.logGroup,
         reservedConcurrentExecutions: options.concurrency,
-        environment: { IMDS_POLICY: policyJson },
+        environment: { IMDS_POLICY: policyJson, ...limiterEnvironment },
         ...(props.vpc ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets, allowPublicSubnet: false } : {}),
       });
       if (options.asynchronous) {
@@ -331,6 +376,20 @@ export class Imdsv2Enforcement extends Construct {
       }
       return f;
     };
+
+    const throttle = enforce ? new ModifyThrottleTable(this, 'ModifyThrottle', {
+      createFunction: (id, role, policy) => {
+        const throttleLogs = logGroup('ModifyThrottle');
+        policy.addStatements(writeLogsStatement([throttleLogs]), ...deadLetterStatements(dlq, this.encryptionKey));
+        return fn(`ModifyThrottle${id}`, {
+          handler: 'limiter-table',
+          description: 'Custom resource of Imdsv2Enforcement: creates the shared ModifyInstanceMetadataOptions limiter table if missing',
+          timeout: Duration.minutes(4), role, logGroup: throttleLogs, concurrency: 1, asynchronous: true,
+        });
+      },
+    }) : undefined;
+    if (throttle) enforcerPolicy.addStatements(throttle.useStatement());
+    this.limiterTableName = throttle?.tableName;
 
     // The sweep: a state machine looping one Lambda over DescribeInstances pages.
     const sweepLogs = logGroup('Sweep');
@@ -386,6 +445,28 @@ export class Imdsv2Enforcement extends Construct {
       rule.node.addDependency(enforcerPolicy);
     }
     enforcerPolicy.addStatements(writeLogsStatement(logWriters));
+
+    // Drift: a scheduled re-sweep, and changes made by others corrected from CloudTrail.
+    const drift = new DriftCorrection(this, 'Drift', {
+      checkInterval: props.driftCheckInterval ?? Duration.days(1),
+      sweep: stateMachine.machine,
+      enforcerPolicy,
+      scopeTagKeys: Object.keys(instanceTags),
+      exemptionTagKey,
+      deadLetterQueue: dlq,
+      createFunction: (id, role, policy) => {
+        const driftLogs = logGroup('Drift');
+        policy.addStatements(writeLogsStatement([driftLogs]), ...deadLetterStatements(dlq, this.encryptionKey));
+        return fn(`Drift${id}`, {
+          handler: 'drift',
+          description: 'Sweeps again on schedule and applies the IMDS policy after changes made by others (Imdsv2Enforcement)',
+          timeout: Duration.minutes(5), role, logGroup: driftLogs,
+          // Like the launch handler: a burst of changes queues up instead of crowding the limiter.
+          concurrency: 5, asynchronous: true,
+        });
+      },
+    });
+    this.driftFunction = drift.function;
 
     // The custom resource: CloudFormation invokes this function directly, with a short service timeout.
     const onEventRole = new iam.Role(this, 'OnEventRole', {
@@ -446,11 +527,30 @@ export class Imdsv2Enforcement extends Construct {
     });
     // The handlers need their permissions before the first request and until the last.
     resource.node.addDependency(onEventPolicy, enforcerPolicy, stateMachine.policy);
+    // The sweep it starts paces itself by the shared limiter: the table must exist first.
+    if (throttle) resource.node.addDependency(throttle.resource);
+
+    if (enforce) {
+      const monitoring = new EnforcementMonitoring(this, 'Monitoring', {
+        alarmTopic: props.alarmTopic, encryptionKey: this.encryptionKey, owner: this.node.path,
+      });
+      this.imdsv1RejectedAlarm = monitoring.imdsv1RejectedAlarm;
+      this.alarmTopic = monitoring.alarmTopic;
+    }
 
     this.acknowledgeFindings({
       enforcerPolicy, onEventPolicy, stateMachine: stateMachine.machine, stateMachinePolicy: stateMachine.policy, sweepFunction,
-      functions: props.vpc ? [] : [sweepFunction, onEventFunction, ...(this.launchFunction ? [this.launchFunction as lambda.Function] : [])],
+      functions: props.vpc ? [] : [sweepFunction, onEventFunction, drift.function, ...[this.launchFunction, throttle?.function]
+        .filter((f): f is lambda.Function => f instanceof lambda.Function)],
     });
+  }
+
+  /**
+   * Dashboard widgets with the enforcement's failed, at-risk and modified instances
+   * (namespace `AgentFleet/ImdsEnforcement`, per account and Region) and its alarm.
+   */
+  public dashboardWidgets(): cloudwatch.IWidget[] {
+    return enforcementWidgets(this.imdsv1RejectedAlarm);
   }
 
   private createKey(removalPolicy: RemovalPolicy): kms.IKey {
@@ -605,6 +705,11 @@ function validateProps(scope: Construct, props: Imdsv2EnforcementProps): void {
   const v = new PropsValidator(scope);
   validateHopLimit(v, props.hopLimit);
   v.integerInRange('imdsv1LookbackDays', props.imdsv1LookbackDays, 1, 455);
+  if (props.driftCheckInterval !== undefined && !props.driftCheckInterval.isUnresolved()) {
+    const minutes = props.driftCheckInterval.toMinutes({ integral: false });
+    v.require(Number.isInteger(minutes) && minutes >= 60 && minutes <= 30 * 24 * 60, 'driftCheckInterval', props.driftCheckInterval,
+      'a whole number of minutes from 1 hour to 30 days (a sweep of 50,000 instances takes about an hour)');
+  }
   v.require(!(props.vpcSubnets && !props.vpc), 'vpcSubnets', props.vpcSubnets, 'only together with vpc');
   v.require(!(props.protectImdsv1Users === false && props.imdsv1LookbackDays !== undefined), 'imdsv1LookbackDays',
     props.imdsv1LookbackDays, 'only together with protectImdsv1Users (leave it unset when the check is off)');

@@ -43,7 +43,8 @@ describe('Imdsv2Enforcement defaults', () => {
   test('the handlers run on a pinned Node.js runtime with the same policy, their own encrypted log groups kept a year', () => {
     const { template } = enforcementStack();
     const functions = Object.values(template.findResources('AWS::Lambda::Function'));
-    expect(functions).toHaveLength(3);
+    // sweep step, launch, custom resource, drift, limiter table custom resource
+    expect(functions).toHaveLength(5);
     for (const fn of functions) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',
@@ -52,7 +53,7 @@ describe('Imdsv2Enforcement defaults', () => {
       });
       expect(JSON.parse(fn.Properties.Environment.Variables.IMDS_POLICY)).toMatchObject({ hopLimit: 2, mode: 'ENFORCE' });
     }
-    template.resourceCountIs('AWS::Logs::LogGroup', 4);
+    template.resourceCountIs('AWS::Logs::LogGroup', 6);
     template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 365, KmsKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('EnforcementKey'), 'Arn'] } });
     template.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Retain' });
     template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
@@ -112,7 +113,8 @@ describe('Imdsv2Enforcement defaults', () => {
     // No inline policies: every grant is in a managed policy the custom resource waits for.
     template.resourceCountIs('AWS::IAM::Policy', 0);
     const dependsOn = Object.values(template.findResources('Custom::Imdsv2Enforcement'))[0].DependsOn;
-    expect(dependsOn).toHaveLength(3);
+    // ... and the shared limiter table, which the sweep it starts paces itself by.
+    expect(dependsOn).toHaveLength(4);
   });
 
   test('a hop limit of 2 or less raises no warning', () => {
@@ -166,8 +168,10 @@ describe('Imdsv2Enforcement props', () => {
 
   test('enforceOnLaunch false leaves out the rule and the launch handler', () => {
     const { template, enforcement } = enforcementStack({ hopLimit: 2, enforceOnLaunch: false });
-    template.resourceCountIs('AWS::Events::Rule', 0);
-    template.resourceCountIs('AWS::Lambda::Function', 2);
+    // Only the drift rules (schedule, reverts, tags) remain.
+    template.resourceCountIs('AWS::Events::Rule', 3);
+    expect(JSON.stringify(template.findResources('AWS::Events::Rule'))).not.toContain('EC2 Instance State-change Notification');
+    template.resourceCountIs('AWS::Lambda::Function', 4);
     expect(enforcement.launchFunction).toBeUndefined();
   });
 

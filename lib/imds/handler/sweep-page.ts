@@ -5,6 +5,7 @@
  */
 import type { Context } from 'aws-lambda';
 import { ec2Api, metricsApi, reportStore } from './shared/aws';
+import { sharedModifyLimiter } from './shared/dynamodb-throttle-store';
 import { SweepState, sweepPage } from './shared/enforcer';
 import { parsePolicy } from './shared/policy';
 import { emfLine, summaryLine } from './shared/report';
@@ -42,7 +43,11 @@ export async function handler(input: SweepInput, context: Pick<Context, 'getRema
   const sweepId = input.sweepId ?? newSweepId(startedAt);
   const reportLocation = readLocation(process.env.IMDS_REPORT);
   const { state, page, records } = await sweepPage(
-    { ec2, cloudwatch, policy, clock, deadline: clock.now() + context.getRemainingTimeInMillis() - RESERVE_MS },
+    {
+      ec2, cloudwatch, policy, clock, deadline: clock.now() + context.getRemainingTimeInMillis() - RESERVE_MS,
+      // Every sweep, launch and drift correction of the account and Region paces itself by the same limiter.
+      limiter: sharedModifyLimiter(clock),
+    },
     input,
   );
   console.log(emfLine('Sweep', policy.mode, page, clock.now()));

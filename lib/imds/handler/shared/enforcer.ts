@@ -7,6 +7,7 @@
 import { imdsv1Usage, MetricsApi } from './imdsv1-usage';
 import { describeFilters, evaluate, ImdsPolicy, InstanceView, MetadataOptionsChange } from './policy';
 import { InstanceRecord, recordOf } from './instance-record';
+import type { RateLimiter } from './shared-limiter';
 import {
   AdaptiveTokenBucket, Clock, describeFailure, errorCode, isThrottling, isTransient, LimiterState, withRetries,
 } from './throttle';
@@ -35,7 +36,7 @@ export const MODIFY_BUCKET = { capacity: 100, refillPerSecond: 5 };
 export const PAGE_SIZE = 1000;
 /** Calls in flight at once: enough to keep the bucket's rate despite API latency. */
 const CONCURRENCY = 8;
-/** Throttled attempts of one modification before it is reported as failed. */
+/** Attempts of one modification that fails with a transient error before it is reported as failed. */
 const MODIFY_ATTEMPTS = 10;
 /** Lists capped so the sweep state stays far below Step Functions' 256 KB payload limit. */
 const MAX_LISTED = 200;
@@ -87,8 +88,9 @@ export interface EnforceOptions {
   readonly cloudwatch: MetricsApi;
   readonly policy: ImdsPolicy;
   readonly clock: Clock;
-  readonly limiter: AdaptiveTokenBucket;
-  /** No new modification starts after this time (clock ms). @default - none */
+  /** Paces ModifyInstanceMetadataOptions: the limiter shared by the account and Region, or a local bucket. */
+  readonly limiter: RateLimiter;
+  /** No new modification starts after this time (clock ms); what is left is `pending`. @default - none */
   readonly deadline?: number;
   /**
    * Waits before trying again the instances EC2 refused in `pending` or `stopping`
@@ -96,6 +98,12 @@ export interface EnforceOptions {
    * @default - 15, 30, 60 and 120 s with a deadline; 15 and 30 s without one
    */
   readonly notReadyRetryDelaysMs?: readonly number[];
+  /**
+   * Throttled attempts of one modification before it fails. Throttling only says the bucket
+   * is shared, so by default a modification is retried until it is done or the deadline comes.
+   * @default - no limit
+   */
+  readonly maxThrottledAttempts?: number;
 }
 
 const NOT_READY_DELAYS_MS = [15_000, 30_000, 60_000, 120_000];
@@ -211,6 +219,9 @@ async function applyChanges(options: EnforceOptions, changes: readonly Candidate
         } else if (outcome === 'skipped') {
           tally.skipped++;
           records.push(recordOf(instance, 'skipped', ['gone before it could be modified (InvalidInstanceID)', ...detail].join('; ')));
+        } else if (outcome === 'pending') {
+          // Throttled or failing transiently until the deadline: the next step carries on.
+          pending.push(change.InstanceId);
         } else if (outcome === 'not-ready' && !lastRound) {
           notReady.push({ ...candidate, state: instance.State?.Name ?? 'unknown' });
         } else if (outcome === 'not-ready') {
@@ -279,8 +290,12 @@ async function lookAgain(options: EnforceOptions, waiting: readonly Candidate[])
 
 const VANISHED = new Set(['InvalidInstanceID.NotFound', 'InvalidInstanceID.Malformed']);
 
-async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange): Promise<'modified' | 'skipped' | 'not-ready' | { reason: string }> {
-  for (let attempt = 1; ; attempt++) {
+async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange): Promise<'modified' | 'skipped' | 'not-ready' | 'pending' | { reason: string }> {
+  let throttled = 0;
+  let transient = 0;
+  for (;;) {
+    // A retry after the deadline is left to the next step (or the next invocation).
+    if ((throttled > 0 || transient > 0) && options.deadline !== undefined && options.clock.now() >= options.deadline) return 'pending';
     await options.limiter.take();
     try {
       await options.ec2.modifyInstanceMetadataOptions(change);
@@ -289,12 +304,14 @@ async function modifyOne(options: EnforceOptions, change: MetadataOptionsChange)
     } catch (err) {
       if (VANISHED.has(errorCode(err))) return 'skipped';
       if (errorCode(err) === 'IncorrectInstanceState') return 'not-ready';
-      const retriable = isThrottling(err) || isTransient(err);
-      if (isThrottling(err)) options.limiter.onThrottled();
-      if (!retriable || attempt >= MODIFY_ATTEMPTS) {
-        return { reason: describeFailure('ec2:ModifyInstanceMetadataOptions', err) };
+      if (isThrottling(err)) {
+        await options.limiter.onThrottled();
+        if (++throttled < (options.maxThrottledAttempts ?? Number.POSITIVE_INFINITY)) continue;
+      } else if (isTransient(err) && ++transient < MODIFY_ATTEMPTS) {
+        await options.clock.sleep(Math.min(10_000, 200 * 2 ** transient));
+        continue;
       }
-      if (!isThrottling(err)) await options.clock.sleep(Math.min(10_000, 200 * 2 ** attempt));
+      return { reason: describeFailure('ec2:ModifyInstanceMetadataOptions', err) };
     }
   }
 }
@@ -329,10 +346,11 @@ export interface SweepPageResult {
  * Stops starting changes at `deadline` and hands the rest to the next step.
  */
 export async function sweepPage(
-  options: Omit<EnforceOptions, 'limiter'>,
+  options: Omit<EnforceOptions, 'limiter'> & { readonly limiter?: RateLimiter },
   state: SweepState,
 ): Promise<SweepPageResult> {
-  const limiter = new AdaptiveTokenBucket({ ...MODIFY_BUCKET, clock: options.clock, resumeFrom: state.limiter });
+  // Without a shared limiter, a local bucket carried from step to step in the checkpoint.
+  const limiter = options.limiter ?? new AdaptiveTokenBucket({ ...MODIFY_BUCKET, clock: options.clock, resumeFrom: state.limiter });
   const enforce = { ...options, limiter };
   let describeCalls = 0;
   let instances: InstanceView[];
@@ -391,7 +409,7 @@ export async function sweepPage(
       tally,
       failures: [...(state.failures ?? []), ...result.failures].slice(0, MAX_LISTED),
       atRiskInstanceIds: [...(state.atRiskInstanceIds ?? []), ...result.atRiskInstanceIds].slice(0, MAX_LISTED),
-      limiter: limiter.snapshot(),
+      ...(limiter instanceof AdaptiveTokenBucket ? { limiter: limiter.snapshot() } : {}),
       done: !nextToken && pending.length === 0,
     },
   };

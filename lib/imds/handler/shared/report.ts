@@ -16,9 +16,9 @@ const METRICS: Array<[keyof Tally, string]> = [
  * One EMF line with the counts of one unit of work (a sweep page, one launched instance).
  * CloudWatch sums them, so a run's totals are the sum over its lines.
  *
- * @param source `Sweep` or `Launch` (the metric dimension)
+ * @param source `Sweep`, `Launch` or `Drift` (the metric dimension)
  */
-export function emfLine(source: 'Sweep' | 'Launch', mode: string, tally: Tally, timestamp: number): string {
+export function emfLine(source: 'Sweep' | 'Launch' | 'Drift', mode: string, tally: Tally, timestamp: number): string {
   const values = Object.fromEntries(METRICS.map(([key, name]) => [name, tally[key]]));
   return JSON.stringify({
     _aws: {
