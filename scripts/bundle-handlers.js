@@ -57,6 +57,29 @@ const sdkSchemaKeys = {
   },
 };
 
+/**
+ * Lambda gives every function its role's credentials in environment variables, the first
+ * place the SDK's default chain (`@aws-sdk/credential-provider-node`) looks. The rest of that
+ * chain (profiles, SSO, web identity, the container and instance endpoints, and the STS, SSO
+ * and sign-in clients behind them) never runs in Lambda but is a third of a small handler's
+ * bundle. The bundles therefore take their default credentials from the environment only;
+ * without them a call fails with the SDK's "Unable to find environment variable credentials".
+ */
+const lambdaCredentials = {
+  name: 'lambda-credentials',
+  setup(build) {
+    build.onResolve({ filter: /^@aws-sdk\/credential-provider-node$/ }, (args) => ({
+      path: 'lambda-credentials', namespace: 'lambda-credentials', pluginData: { resolveDir: args.resolveDir },
+    }));
+    build.onLoad({ filter: /.*/, namespace: 'lambda-credentials' }, (args) => ({
+      contents: "import { fromEnv } from '@aws-sdk/credential-provider-env';\n"
+        + 'export const defaultProvider = (init = {}) => fromEnv(init);\n',
+      loader: 'js',
+      resolveDir: args.pluginData.resolveDir,
+    }));
+  },
+};
+
 /** esbuild options for one handler. `optimize: false` gives the bundles of releases up to 0.1.0 (bench/). */
 function buildOptions(root, entry, outfile, optimize) {
   const common = {
@@ -83,7 +106,7 @@ function buildOptions(root, entry, outfile, optimize) {
     // Licence texts go to THIRD-PARTY-NOTICES.txt; keep any inline one as well, at the end.
     legalComments: 'eof',
     metafile: true,
-    plugins: [sdkSchemaKeys],
+    plugins: [sdkSchemaKeys, lambdaCredentials],
   };
 }
 

@@ -131,7 +131,7 @@ describe('third-party notices', () => {
   });
 });
 
-describe('AWS SDK in a bundle', () => {
+describe('AWS SDK clients in a bundle', () => {
   /** A fixture project that bundles EC2's DescribeInstances from the repository's pinned SDK. */
   function sdkProject(): string {
     const root = fixtureProject();
@@ -139,12 +139,27 @@ describe('AWS SDK in a bundle', () => {
     fs.writeFileSync(path.join(root, 'lib', 'demo', 'handler', 'describe.ts'), [
       "import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';",
       'export async function handler(event: { endpoint: string }) {',
-      "  const client = new EC2Client({ endpoint: event.endpoint, region: 'us-east-1', maxAttempts: 1,",
-      "    credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-secret' } });",
+      "  const client = new EC2Client({ endpoint: event.endpoint, region: 'us-east-1', maxAttempts: 1 });",
       "  return client.send(new DescribeInstancesCommand({ InstanceIds: ['i-0123456789abcdef0'] }));",
       '}',
     ].join('\n'));
     return root;
+  }
+
+  const LAMBDA_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'not-a-secret', AWS_SESSION_TOKEN: 'token' };
+
+  /** Runs the bundle's handler in a fresh node process, as Lambda does, and returns its output. */
+  async function runBundle(bundle: string, endpoint: string, credentials: Record<string, string>): Promise<string> {
+    const isolated = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'run-')), 'index.js');
+    fs.copyFileSync(bundle, isolated);
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...credentials };
+    const script = `require(${JSON.stringify(isolated)}).handler({ endpoint: ${JSON.stringify(endpoint)} })`
+      + '.then((o) => console.log(JSON.stringify(o)), (e) => { console.log(e.message); process.exitCode = 1; })';
+    try {
+      return (await execFileAsync(process.execPath, ['-e', script], { env, cwd: path.dirname(isolated) })).stdout;
+    } catch (err) {
+      return (err as { stdout: string }).stdout;
+    }
   }
 
   const RESPONSE = `<?xml version="1.0" encoding="UTF-8"?>
@@ -157,15 +172,17 @@ describe('AWS SDK in a bundle', () => {
   </item></instancesSet></item></reservationSet>
 </DescribeInstancesResponse>`;
 
-  test('keeps only the shapes of the calls the handler makes, and still speaks the protocol', async () => {
+  test('keep only the shapes of the calls the handler makes, and still speaks the protocol', async () => {
     // GIVEN an endpoint that answers DescribeInstances, and the handler bundled from the SDK
     const root = sdkProject();
     const requests: string[] = [];
+    const authorizations: string[] = [];
     const server = http.createServer((req, res) => {
       let body = '';
       req.on('data', (chunk) => { body += chunk; });
       req.on('end', () => {
         requests.push(body);
+        authorizations.push(String(req.headers.authorization));
         res.writeHead(200, { 'content-type': 'text/xml' }).end(RESPONSE);
       });
     });
@@ -174,17 +191,15 @@ describe('AWS SDK in a bundle', () => {
       await bundleAll(root);
       const bundle = path.join(root, 'assets', 'demo', 'describe', 'index.js');
 
-      // WHEN the bundle runs on its own, in a fresh node process as in Lambda
-      const isolated = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'run-')), 'index.js');
-      fs.copyFileSync(bundle, isolated);
+      // WHEN the bundle runs on its own, in a fresh node process with credentials in the
+      // environment, as in Lambda
       const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const { stdout } = await execFileAsync(process.execPath, ['-e',
-        `require(${JSON.stringify(isolated)}).handler({ endpoint: ${JSON.stringify(endpoint)} }).then((o) => console.log(JSON.stringify(o)))`]);
-      const out = JSON.parse(stdout);
+      const out = JSON.parse(await runBundle(bundle, endpoint, LAMBDA_CREDENTIALS));
 
-      // THEN the query is serialized and the XML (list and tag names included) parsed
+      // THEN the request is signed with the environment's credentials, the query serialized and the XML (list and tag names included) parsed
       expect(requests).toEqual([expect.stringContaining('Action=DescribeInstances')]);
       expect(requests[0]).toContain('InstanceId.1=i-0123456789abcdef0');
+      expect(authorizations[0]).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/ec2\/aws4_request/);
       expect(out.Reservations[0].Instances[0]).toMatchObject({
         InstanceId: 'i-0123456789abcdef0',
         MetadataOptions: { HttpTokens: 'optional' },
@@ -199,6 +214,23 @@ describe('AWS SDK in a bundle', () => {
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  test('take default credentials from the environment only, as Lambda provides them', async () => {
+    // GIVEN a bundled handler, and an environment without credentials but with a profile file
+    // that the SDK's full default chain would read
+    const root = sdkProject();
+    await bundleAll(root);
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'home-'));
+    fs.mkdirSync(path.join(home, '.aws'));
+    fs.writeFileSync(path.join(home, '.aws', 'credentials'), '[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = x\n');
+
+    // WHEN it runs
+    const out = await runBundle(path.join(root, 'assets', 'demo', 'describe', 'index.js'), 'http://127.0.0.1:9', { HOME: home });
+
+    // THEN it fails on the missing environment credentials instead of using another source
+    expect(out).toContain('Unable to find environment variable credentials');
+    expect(fs.readFileSync(path.join(root, 'assets', 'demo', 'describe', NOTICES_FILE), 'utf8')).not.toContain('@aws-sdk/credential-provider-node');
   });
 });
 
