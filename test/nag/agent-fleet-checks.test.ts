@@ -1,11 +1,13 @@
-import { App, Stack, Stage, Tags, Validations } from 'aws-cdk-lib';
+import { App, Fn, Stack, Stage, Tags, Validations } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AgentFleetChecks, AgentFleetChecksProps } from '../../lib';
 
 const COMPLIANT_OPTIONS = { httpTokens: 'required', httpPutResponseHopLimit: 1, instanceMetadataTags: 'enabled', httpEndpoint: 'enabled' };
-const AMI = 'ami-0123456789abcdef0';
+// The image as a template should name it: through SSM's public parameter, not a hard-coded
+// AMI id (which CloudFormation validation would flag on every synth of these tests).
+const AMI = '{{resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64}}';
 
 function newStack(): Stack {
   return new Stack(new App(), 'Stack', { env: { account: '111122223333', region: 'eu-west-1' } });
@@ -86,12 +88,12 @@ describe('AgentFleetChecks: metadata options', () => {
     const stack = newStack();
     const vpc = new ec2.Vpc(stack, 'Vpc', { natGateways: 1, maxAzs: 2 });
     const good = new ec2.LaunchTemplate(stack, 'Good', {
-      machineImage: ec2.MachineImage.genericLinux({ 'eu-west-1': AMI }),
+      machineImage: ec2.MachineImage.latestAmazonLinux2023(),
       instanceType: new ec2.InstanceType('t3.micro'),
       requireImdsv2: true, httpPutResponseHopLimit: 1, instanceMetadataTags: true,
     });
     const bad = new ec2.LaunchTemplate(stack, 'Bad', {
-      machineImage: ec2.MachineImage.genericLinux({ 'eu-west-1': AMI }),
+      machineImage: ec2.MachineImage.latestAmazonLinux2023(),
       instanceType: new ec2.InstanceType('t3.micro'),
     });
     new autoscaling.AutoScalingGroup(stack, 'GoodAsg', { vpc, launchTemplate: good });
@@ -113,7 +115,7 @@ describe('AgentFleetChecks: InstanceRoleSsmCore', () => {
   test('an L2 instance passes with SSM permissions and fails without', () => {
     const stack = newStack();
     const vpc = new ec2.Vpc(stack, 'Vpc', { natGateways: 1, maxAzs: 1 });
-    const common = { vpc, instanceType: new ec2.InstanceType('t3.micro'), machineImage: ec2.MachineImage.genericLinux({ 'eu-west-1': AMI }) };
+    const common = { vpc, instanceType: new ec2.InstanceType('t3.micro'), machineImage: ec2.MachineImage.latestAmazonLinux2023() };
     new ec2.Instance(stack, 'Managed', { ...common, ssmSessionPermissions: true });
     new ec2.Instance(stack, 'Unmanaged', { ...common });
     expect(findings(stack, {}, 'InstanceRoleSsmCore')).toEqual(['AgentFleet-InstanceRoleSsmCore Stack/Unmanaged/Resource']);
@@ -175,7 +177,8 @@ describe('AgentFleetChecks: ManagementTagValue', () => {
       launchTemplateData: { tagSpecifications: [{ resourceType: 'instance', tags: [{ key: 'AgentManaged', value: 'enabled' }] }] },
     });
     new autoscaling.CfnAutoScalingGroup(stack, 'Asg', {
-      maxSize: '1', minSize: '0',
+      maxSize: '1', minSize: '0', availabilityZones: Fn.getAzs(),
+      launchTemplate: { launchTemplateName: 'shared-template', version: '1' },
       tags: [{ key: 'AgentManaged', value: 'false', propagateAtLaunch: true }],
     });
     expect(findings(stack, { tagKey: 'AgentManaged' }, 'ManagementTagValue')).toEqual(['AgentFleet-ManagementTagValue Stack/LT']);
