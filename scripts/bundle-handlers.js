@@ -103,6 +103,9 @@ function buildOptions(root, entry, outfile, optimize) {
     minify: true,
     // The SDK's ES modules (`module`) tree-shake; its CommonJS builds (`main`) do not.
     mainFields: ['module', 'main'],
+    // The SDK's ES modules load Node.js built-ins with `import()`; as require() calls they load
+    // in any CommonJS host, test runners' module sandboxes included, not only in Node itself.
+    supported: { 'dynamic-import': false },
     // Licence texts go to THIRD-PARTY-NOTICES.txt; keep any inline one as well, at the end.
     legalComments: 'eof',
     metafile: true,
