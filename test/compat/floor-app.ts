@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { App, Aspects, Duration, IAspect, Stack } from 'aws-cdk-lib';
 import { CfnInclude } from 'aws-cdk-lib/cloudformation-include';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -49,6 +50,27 @@ if (!nagVersion) {
     message = String((e as Error).message);
   }
   check(/install cdk-nag/.test(message), 'without cdk-nag, AgentFleetChecks says what to install');
+}
+
+/** A jsii assembly (`.jsii`, or the file it redirects to) of an installed package. */
+function assemblyOf(pkg: string): { types: Record<string, unknown> } {
+  const file = require.resolve(`${pkg}/.jsii`);
+  const content = JSON.parse(fs.readFileSync(file, 'utf8'));
+  if (content.schema !== 'jsii/file-redirect') return content;
+  const target = fs.readFileSync(path.join(path.dirname(file), content.filename));
+  return JSON.parse((content.compression === 'gzip' ? zlib.gunzipSync(target) : target).toString('utf8'));
+}
+
+// 2. The library's public API names only types of aws-cdk-lib, constructs (and cdk-nag, where
+//    installed) that the installed releases have: what jsii languages (Python, Java, .NET) load by name.
+{
+  const peers = ['aws-cdk-lib', 'constructs', ...(nagVersion ? ['cdk-nag'] : [])];
+  const ours = JSON.stringify(assemblyOf('cdk-agent-fleet').types);
+  const referenced = [...new Set([...ours.matchAll(new RegExp(`"((?:${peers.join('|')})\\.[A-Za-z0-9_.]+)"`, 'g'))].map((m) => m[1]))];
+  const known = Object.assign({}, ...peers.map((peer) => assemblyOf(peer).types)) as Record<string, unknown>;
+  const missing = referenced.filter((fqn) => !(fqn in known));
+  check(referenced.length > 0 && missing.length === 0, `the public API's ${referenced.length} types of ${peers.join(', ')} exist in the installed releases`
+    + (missing.length ? `; missing: ${missing.join(', ')}` : ''));
 }
 
 /** The cdk-nag 2 packs (the Aspect API) that an app adds to itself; none without cdk-nag. */
@@ -137,7 +159,7 @@ function checkFallbacks(name: string, resources: CfnJson[], isOurs: (r: CfnJson)
 const EXAMPLES_DIR = path.join(__dirname, '..', '..', 'examples');
 const outRoot = process.env.COMPAT_OUTDIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'compat-out-'));
 
-// 2. Every example, as its README section shows it.
+// 3. Every example, as its README section shows it.
 for (const file of fs.readdirSync(EXAMPLES_DIR).filter((f) => f.endsWith('.js')).sort()) {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- the examples are bundled beside this file
   const example = require(path.join(EXAMPLES_DIR, file)) as { build: (app: App) => Stack };
@@ -162,7 +184,7 @@ for (const file of fs.readdirSync(EXAMPLES_DIR).filter((f) => f.endsWith('.js'))
   }
 }
 
-// 3. Every construct on its own.
+// 4. Every construct on its own.
 const constructsApp = newApp(path.join(outRoot, 'constructs'));
 const env = { account: '111122223333', region: 'eu-west-1' };
 const packages = () => [
@@ -217,6 +239,26 @@ const options = Object.values(imds).flatMap((r) => r.Type === 'AWS::EC2::Instanc
   : r.Type === 'AWS::EC2::LaunchTemplate' ? [r.Properties?.LaunchTemplateData?.MetadataOptions] : []);
 check(options.length === 2 && options.every((o) => o?.HttpTokens === 'required' && o?.HttpPutResponseHopLimit === 2),
   `RequireImdsv2 sets the metadata options of an instance and a launch template (${JSON.stringify(options)})`);
+
+// 5. The library's own pack, AgentFleetChecks, as cdk-nag 2 runs packs: as an aspect.
+if (nagVersion) {
+  const app = newApp(path.join(outRoot, 'agent-fleet-checks'));
+  const stack = new Stack(app, 'Instances', { env });
+  const role = new iam.Role(stack, 'Role', {
+    assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+    managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
+  });
+  const profile = new iam.CfnInstanceProfile(stack, 'Profile', { roles: [role.roleName] });
+  const metadataOptions = { httpTokens: 'required', httpPutResponseHopLimit: 2, instanceMetadataTags: 'enabled', httpEndpoint: 'enabled' };
+  new ec2.CfnInstance(stack, 'Compliant', { imageId: 'ami-0123456789abcdef0', iamInstanceProfile: profile.ref, metadataOptions });
+  new ec2.CfnInstance(stack, 'Imdsv1', { imageId: 'ami-0123456789abcdef0', iamInstanceProfile: profile.ref });
+  Aspects.of(app).add(new fleet.AgentFleetChecks(undefined, { hopLimit: 2, reports: false } as fleet.AgentFleetChecksProps));
+  const messages = Object.entries(app.synth().getStackByName('Instances').manifest.metadata ?? {})
+    .flatMap(([p, entries]) => entries.filter((e) => e.type === 'aws:cdk:error').map((e) => `${String(e.data).split(':')[0]} ${p}`)).sort();
+  check(JSON.stringify(messages) === JSON.stringify([
+    'AgentFleet-HopLimit /Instances/Imdsv1', 'AgentFleet-IMDSv2Required /Instances/Imdsv1', 'AgentFleet-MetadataTags /Instances/Imdsv1',
+  ]), `AgentFleetChecks under cdk-nag ${nagVersion} flags the IMDSv1 instance and passes the compliant one (${messages.join('; ')})`);
+}
 
 if (failures.length > 0) {
   console.error(`\n${failures.length} compatibility check(s) failed:\n  ${failures.join('\n  ')}`);
