@@ -21,19 +21,19 @@ export JSII_SILENCE_SUPPORT_WARNING=1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 
-# The floors are the lowest versions package.json's peer ranges admit (`^2.200.0` -> 2.200.0;
-# for cdk-nag the cdk-nag 2 branch of `^2.36.0 || ^3.0.2`).
+# The floors are the lowest versions package.json's peer ranges admit (`^2.200.0` -> 2.200.0,
+# `>=2.36.0 <4.0.0` -> 2.36.0, a cdk-nag 2).
 floor() {
   node -e '
     const range = require("./package.json").peerDependencies[process.argv[1]];
-    const floors = range.split("||").map((r) => r.trim().replace(/^[\^~>=]+/, ""));
-    const pick = floors.find((f) => f.startsWith(process.argv[2] ?? "")) ?? floors[0];
-    if (!/^\d+\.\d+\.\d+$/.test(pick)) throw new Error(`cannot read a floor from ${process.argv[1]} ${range}`);
-    console.log(pick);' "$@"
+    const lowest = range.trim().split(/\s+/)[0].replace(/^[\^~>=]+/, "");
+    if (!/^\d+\.\d+\.\d+$/.test(lowest)) throw new Error(`cannot read a floor from ${process.argv[1]} ${range}`);
+    console.log(lowest);' "$1"
 }
 cdk_floor=$(floor aws-cdk-lib)
 constructs_floor=$(floor constructs)
-nag2_floor=$(floor cdk-nag 2.)
+nag2_floor=$(floor cdk-nag)
+case $nag2_floor in 2.*) ;; *) echo "compat-check: the cdk-nag floor $nag2_floor is not a cdk-nag 2" >&2; exit 1 ;; esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cdk-agent-fleet-compat.XXXXXX")
 cleanup() { if [ "${COMPAT_KEEP:-}" = 1 ]; then echo "compat-check: kept $work"; else rm -rf "$work"; fi; }
