@@ -1,8 +1,9 @@
-import { Annotations, RemovalPolicy, Tags, Token } from 'aws-cdk-lib';
+import { Annotations, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { AgentBackend, AgentBackendOptions, BackendEndpointType } from './backend/agent-backend';
+import { tagEverywhere } from './core/cdk-compat';
 import { AgentFleetValidationError, PropsValidator } from './core/validation';
 import { ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps } from './imds/imdsv2-enforcement';
 import { AgentInstallDocument, AgentInstallDocumentOptions } from './install/agent-install-document';
@@ -311,7 +312,7 @@ export class AgentFleet extends Construct {
         + '*.execute-api.<region>.amazonaws.com name resolves to it inside those VPCs, and public (REGIONAL or EDGE) APIs called by their '
         + 'default URL answer 403: give such APIs a custom domain name. Acknowledge this warning if the VPCs call none.');
     }
-    Tags.of(this).add('cdk-agent-fleet:agent', props.agentName);
+    tagEverywhere(this, 'cdk-agent-fleet:agent', props.agentName);
   }
 
   /**

@@ -1,13 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { nodejs24Runtime } from './cdk-compat';
 
 /**
  * The one runtime every handler of the library runs on: the newest Node.js Lambda offers
  * (cdk-nag's AwsSolutions-L1), pinned so that a library release, not a synth, moves it.
  * The bundles target Node.js 20 syntax, which it runs unchanged.
  */
-export const HANDLER_RUNTIME = lambda.Runtime.NODEJS_24_X;
+export const HANDLER_RUNTIME = nodejs24Runtime();
 
 /** Where `npm run bundle` puts handler bundles; shipped with the package. */
 export const ASSETS_DIR = path.join(__dirname, '..', '..', 'assets');

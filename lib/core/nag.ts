@@ -1,5 +1,6 @@
-import { CfnResource, Stack, Validations } from 'aws-cdk-lib';
+import { CfnResource, Stack } from 'aws-cdk-lib';
 import { IConstruct } from 'constructs';
+import { validationsOf } from './cdk-compat';
 
 /**
  * One cdk-nag finding this library acknowledges on one of its own resources.
@@ -22,6 +23,8 @@ export interface NagAcknowledgment {
  * Recorded twice, so both generations of cdk-nag see the same acknowledgments:
  * - cdk-nag 3 reads `Validations.of(resource).acknowledge()` metadata;
  * - cdk-nag 2 reads `cdk_nag.rules_to_suppress` in the resource's template metadata.
+ * Neither needs cdk-nag itself: apps without it, or on an aws-cdk-lib without
+ * `Validations`, get the metadata and nothing else.
  *
  * Takes the L1 resource (not a parent construct) so an acknowledgment can never
  * spread to resources it was not written for.
@@ -32,7 +35,8 @@ export function acknowledgeNagFindings(resource: CfnResource, ...acks: NagAcknow
       throw new Error(`cdk-nag acknowledgment of ${ack.rule} on ${resource.node.path} needs a real reason`);
     }
     const id = ack.finding ? `${ack.rule}[${ack.finding}]` : ack.rule;
-    Validations.of(resource).acknowledge({ id, reason: ack.reason });
+    // Absent before aws-cdk-lib 2.252 (see cdk-compat.ts), where cdk-nag 3 cannot run anyway.
+    validationsOf(resource)?.acknowledge({ id, reason: ack.reason });
   }
 
   const existing = (resource.getMetadata('cdk_nag')?.rules_to_suppress ?? []) as unknown[];

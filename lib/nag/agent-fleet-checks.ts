@@ -9,6 +9,9 @@ import { managementTagValue } from './rules/management-tag-value';
 import { metadataTags } from './rules/metadata-tags';
 import { subnetReachesSsm } from './rules/subnet-reaches-ssm';
 
+/** Whether the installed cdk-nag is 3 (validation plugins) rather than 2 (aspects). */
+const NAG_3 = typeof (NagPack.prototype as { validateScope?: unknown }).validateScope === 'function';
+
 /**
  * Settings of the AgentFleetChecks pack.
  */
@@ -46,8 +49,12 @@ export interface AgentFleetChecksProps extends NagPackProps {
  * ManagementTagValue, SubnetReachesSsm.
  *
  * ```ts
- * Validations.of(app).addPlugins(new AgentFleetChecks(app, { hopLimit: 2 }));
+ * Validations.of(app).addPlugins(new AgentFleetChecks(app, { hopLimit: 2 })); // cdk-nag 3
+ * Aspects.of(app).add(new AgentFleetChecks(undefined, { hopLimit: 2 }));      // cdk-nag 2
  * ```
+ *
+ * The pack extends the `NagPack` of the cdk-nag the app installed: cdk-nag 3 runs it as a
+ * validation plugin, cdk-nag 2 as an aspect (through `visit`).
  */
 export class AgentFleetChecks extends NagPack {
   /** The pack's name, the prefix of its rule ids. */
@@ -62,7 +69,8 @@ export class AgentFleetChecks extends NagPack {
    * @param props the pack's settings
    */
   constructor(scope?: IConstruct, props: AgentFleetChecksProps = {}) {
-    super(scope, props);
+    // cdk-nag 3's NagPack takes (scope, props); cdk-nag 2's takes (props).
+    super(...(NAG_3 ? [scope, props] : [props]) as [IConstruct | undefined, NagPackProps]);
     this.packName = 'AgentFleet';
     const v = new PropsValidator('AgentFleetChecks');
     v.integerInRange('hopLimit', props.hopLimit, 1, 64);
@@ -71,6 +79,20 @@ export class AgentFleetChecks extends NagPack {
     this.expectedHopLimit = props.hopLimit ?? 1;
     this.tagKey = props.tagKey ?? 'SecurityAgentManaged';
     this.defaultHostManagement = props.defaultHostManagement ?? false;
+  }
+
+  /**
+   * Checks one construct: how cdk-nag 2 runs the pack, as an aspect of the app. cdk-nag 3
+   * runs it through `Validations.of(app).addPlugins()` instead and rejects it as an aspect.
+   *
+   * @param node the construct to check; only CloudFormation resources are checked
+   */
+  public visit(node: IConstruct): void {
+    if (NAG_3) {
+      throw new Error('AgentFleetChecks is a cdk-nag 3 validation plugin in this app: add it with '
+        + 'Validations.of(app).addPlugins(new AgentFleetChecks(app)), not as an aspect.');
+    }
+    if (CfnResource.isCfnResource(node)) this.checkResource(node);
   }
 
   protected checkResource(node: CfnResource): void {

@@ -1,4 +1,4 @@
-import { Duration, Names, Tags, Token } from 'aws-cdk-lib';
+import { Duration, Names, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import { AssociationSchedule } from './association-schedule';
 import { AutoConfigurationMode } from './auto-configuration-mode';
 import { DefaultHostManagement } from './default-host-management';
+import { tagEverywhere } from '../core/cdk-compat';
 import { grantKeyThroughS3 } from '../core/key-through-s3';
 import { acknowledgeNagFindings, nagFindingValue } from '../core/nag';
 import { PropsValidator } from '../core/validation';
@@ -232,7 +233,7 @@ export class AgentAutoConfiguration extends Construct {
       if (policy) this.acknowledgeGrantFindings(policy as never, 'the Default Host Management role');
     }
 
-    Tags.of(this).add('cdk-agent-fleet:component', 'auto-configuration');
+    tagEverywhere(this, 'cdk-agent-fleet:component', 'auto-configuration');
   }
 
   /**

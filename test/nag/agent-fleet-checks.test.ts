@@ -1,4 +1,4 @@
-import { App, Fn, Stack, Stage, Tags, Validations } from 'aws-cdk-lib';
+import { App, Aspects, Fn, Stack, Stage, Tags, Validations } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -247,6 +247,13 @@ describe('AgentFleetChecks in an app', () => {
 
   test('an acknowledged finding does not', () => {
     expect(() => appWithBareInstance(true).synth()).not.toThrow();
+  });
+
+  test('fails when added as an aspect, the cdk-nag 2 way, while cdk-nag 3 is installed', () => {
+    const app = new App();
+    new ec2.CfnInstance(new Stack(app, 'Stack'), 'Instance', { imageId: AMI, metadataOptions: COMPLIANT_OPTIONS });
+    Aspects.of(app).add(new AgentFleetChecks());
+    expect(() => app.synth()).toThrow(/add it with Validations\.of\(app\)\.addPlugins/);
   });
 });
 
