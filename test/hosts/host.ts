@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { renderLinuxScript, ScriptSettings } from '../../lib/install/install-scripts';
 import { AgentPackage } from '../../lib';
+import { buildRpmBase } from './packages';
 import { interpolateParameters } from '../install/sandbox';
 
 export type ImdsMode = 'v2' | 'v1' | 'hang' | 'none';
@@ -44,7 +45,7 @@ export const TEST_SETTINGS: ScriptSettings = {
   linuxStateDir: '/var/lib/cdk-agent-fleet',
   serviceCheckAttempts: 3,
   serviceCheckIntervalSeconds: 1,
-  healthWindowSeconds: 5,
+  healthWindowSeconds: 3,
   lockWaitSeconds: 60,
   packageManagerWaitSeconds: 20,
 };
@@ -123,13 +124,17 @@ export class Host {
     }
     let boot = await this.execAsync('systemctl is-system-running --wait');
     // systemd opens its socket a moment after it starts.
-    while (/Failed to connect to bus/.test(boot.stderr) && Date.now() < deadline) {
+    while ((/Failed to connect to bus/.test(boot.stderr) || boot.stdout.trim() === 'offline') && Date.now() < deadline) {
       await sleep(100);
       boot = await this.execAsync('systemctl is-system-running --wait');
     }
     if (!['running', 'degraded'].includes(boot.stdout.trim())) throw new Error(`the host did not boot: ${boot.stdout}${boot.stderr}`);
     if (!fs.existsSync(path.join(this.share, 'server-ready'))) throw new Error(`the IMDS and package server did not start: ${this.file('server.log')}`);
-    if (this.options.format === 'RPM') this.exec(RPM_HOST_SETUP);
+    if (this.options.format === 'RPM') {
+      this.exec(RPM_HOST_SETUP);
+      this.put(buildRpmBase().file, '/root/base.rpm');
+      this.exec('rpm -i /root/base.rpm');
+    }
   }
 
   private file(name: string): string {
@@ -210,6 +215,15 @@ export class Host {
       : `dpkg-query -W -f='\${Status} \${Version}' ${name} | sed -n 's/^install ok installed //p' | grep .`;
     const run = this.exec(command, { allowFailure: true });
     return run.status === 0 ? run.stdout.trim() : undefined;
+  }
+
+  /** Waits until a file exists inside the host. */
+  public async waitForFile(file: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.exec(`test -e ${file}`, { allowFailure: true }).status !== 0) {
+      if (Date.now() > deadline) throw new Error(`${file} did not appear`);
+      await sleep(200);
+    }
   }
 
   /** systemd's view of a unit: ActiveState, NRestarts, MainPID. */

@@ -21,6 +21,8 @@ export interface AgentBuild {
   readonly postinstSeconds?: number;
   /** The post-install script starts a helper that keeps running, as some agents' do. */
   readonly postinstStartsHelper?: boolean;
+  /** The pre-removal script takes this long. */
+  readonly prermSeconds?: number;
 }
 
 export interface BuiltPackage {
@@ -40,13 +42,20 @@ function unit(build: AgentBuild): string {
 
 /** The post-install script: the same for dpkg and rpm. */
 function postinst(build: AgentBuild): string {
-  const lines = ['systemctl daemon-reload || true'];
+  // Marks when it starts, so tests can act while it runs.
+  const lines = [`touch /run/${name(build)}-postinst-started`, 'systemctl daemon-reload || true'];
   if (build.postinstStartsHelper) {
     // A helper that keeps whatever the package manager gave it, like daemons started this way.
     lines.push(`nohup sleep 3600 >/dev/null 2>&1 &`, `echo $! > /run/${name(build)}-helper.pid`);
   }
   if (build.postinstSeconds) lines.push(`sleep ${build.postinstSeconds}`);
   if (build.postinstFails) lines.push('echo "postinst: configured to fail" >&2', 'exit 1');
+  return lines.join('\n') + '\n';
+}
+
+function prerm(build: AgentBuild): string {
+  const lines = [`touch /run/${name(build)}-prerm-started`, `systemctl stop ${name(build)} 2>/dev/null || true`];
+  if (build.prermSeconds) lines.push(`sleep ${build.prermSeconds}`);
   return lines.join('\n') + '\n';
 }
 
@@ -82,7 +91,7 @@ export function buildDeb(build: AgentBuild): BuiltPackage {
   write(path.join(root, 'DEBIAN/control'), `Package: ${n}\nVersion: ${build.version}\nArchitecture: ${arch}\nMaintainer: cdk-agent-fleet tests <tests@agent-fleet.test>\nDescription: test security agent\n`);
   write(path.join(root, 'DEBIAN/conffiles'), `/etc/${n}/agent.conf\n`);
   write(path.join(root, 'DEBIAN/postinst'), `#!/bin/sh\nset -e\n${postinst(build)}`, 0o755);
-  write(path.join(root, 'DEBIAN/prerm'), `#!/bin/sh\nsystemctl stop ${n} 2>/dev/null || true\n`, 0o755);
+  write(path.join(root, 'DEBIAN/prerm'), `#!/bin/sh\n${prerm(build)}`, 0o755);
   const file = path.join(dir, `${n}_${build.version.replace(/^\d+:/, '')}_${arch}.deb`);
   execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', root, file], { stdio: 'ignore' });
   return { file, sha256: sha256(file), name: n };
@@ -109,7 +118,7 @@ export function buildRpm(build: AgentBuild): BuiltPackage {
     `install -D -m 0644 %{_sourcedir}/conf %{buildroot}/etc/${n}/agent.conf`,
     '%files', `/usr/sbin/${n}d`, `/usr/lib/systemd/system/${n}.service`, `%config(noreplace) /etc/${n}/agent.conf`,
     '%post', postinst(build),
-    '%preun', `systemctl stop ${n} 2>/dev/null || true`,
+    '%preun', prerm(build),
   ].join('\n') + '\n';
   write(path.join(dir, 'agent.spec'), spec);
   execFileSync('rpmbuild', ['-bb', '--define', `_topdir ${dir}`, '--define', '_binary_payload w9.gzdio', path.join(dir, 'agent.spec')], { stdio: 'ignore' });
