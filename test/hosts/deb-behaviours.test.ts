@@ -94,8 +94,8 @@ describe('a busy package manager (3)', () => {
     expect(run.status).toBe(15);
     expect(run.stderr).not.toContain('rolling back');
     expect(host.installedVersion('test-agent')).toBeUndefined();
-    host.exec('pkill -f "sleep 30" || true');
-    await holder;
+    // The other dpkg is still configuring; disposing of the host ends it.
+    void holder;
   });
 });
 
