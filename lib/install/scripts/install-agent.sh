@@ -399,7 +399,8 @@ service_up() {
   service_healthy
 }
 
-# Temporary: the S3 download with the AWS CLI, until the fetch that needs no CLI replaces it.
+# TEMPORARY (until merge): the S3 fetch with the AWS CLI, as before. The S3 fragment that
+# renderLinuxScript inlines (issue 9, S3 without the AWS CLI) defines s3_download instead.
 s3_download() {
   if ! command -v aws >/dev/null; then
     log "the AWS CLI is needed to download $1"
