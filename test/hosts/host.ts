@@ -65,7 +65,12 @@ export class Host {
     const runDir = process.env.HOSTS_RUN_DIR!;
     const dir = fs.mkdtempSync(path.join(runDir, `issue9-linux-host${++counter}-`));
     const host = new Host(dir, options);
-    await host.start();
+    try {
+      await host.start();
+    } catch (error) {
+      await host.dispose();
+      throw error;
+    }
     return host;
   }
 
