@@ -6,7 +6,7 @@ import { Construct } from 'constructs';
 import { AgentPackage, PackageFormat } from './agent-package';
 import { DEFAULT_TAG_KEY, TAG_KEY_ALLOWED, TAG_KEY_PATTERN } from './document-parameters';
 import { renderDocumentContent } from './install-document-content';
-import { packageKey } from './install-scripts';
+import { DEFAULT_HEALTH_WINDOW_SECONDS, DEFAULT_SCRIPT_SETTINGS, packageKey } from './install-scripts';
 import { PropsValidator } from '../core/validation';
 
 /**
@@ -30,6 +30,19 @@ export interface AgentInstallDocumentOptions {
    * @default Duration.minutes(30)
    */
   readonly timeout?: Duration;
+
+  /**
+   * How long the agent's service must stay up on every Install: active the whole time,
+   * without systemd restarting it (`NRestarts`) or starting it anew (active-since). A
+   * service that crashes or crash-loops within it is restarted, then reinstalled, and after
+   * an upgrade rolled back. On Windows, the service is checked every 3 seconds for as long.
+   *
+   * From 5 seconds to 10 minutes, whole seconds, at most a sixth of `timeout` (a repair
+   * may watch the service three times, each up to twice the window).
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly healthCheckWindow?: Duration;
 }
 
 /**
@@ -79,9 +92,15 @@ export class AgentInstallDocument extends Construct {
 
     this.packages = [...props.packages];
     this.tagKey = props.tagKey ?? DEFAULT_TAG_KEY;
+    const healthWindowSeconds = props.healthCheckWindow?.toSeconds() ?? DEFAULT_HEALTH_WINDOW_SECONDS;
     const content = renderDocumentContent(this.packages, {
       tagKey: this.tagKey,
       timeout: props.timeout ?? Duration.minutes(30),
+      scriptSettings: {
+        ...DEFAULT_SCRIPT_SETTINGS,
+        healthWindowSeconds,
+        serviceCheckAttempts: Math.max(2, Math.ceil(healthWindowSeconds / DEFAULT_SCRIPT_SETTINGS.serviceCheckIntervalSeconds)),
+      },
     });
 
     const resource = new ssm.CfnDocument(this, 'Resource', {
@@ -174,6 +193,16 @@ function validateProps(scope: Construct, props: AgentInstallDocumentProps): void
   if (props.timeout !== undefined && !props.timeout.isUnresolved()) {
     const seconds = props.timeout.toSeconds({ integral: false });
     v.require(Number.isInteger(seconds) && seconds >= 60 && seconds <= 7200, 'timeout', props.timeout, 'whole seconds from 1 minute to 2 hours');
+  }
+  if (props.healthCheckWindow !== undefined) {
+    if (props.healthCheckWindow.isUnresolved()) {
+      v.require(false, 'healthCheckWindow', props.healthCheckWindow, 'a duration known at synth (it is baked into the document)');
+    } else {
+      const seconds = props.healthCheckWindow.toSeconds({ integral: false });
+      const timeout = props.timeout && !props.timeout.isUnresolved() ? props.timeout.toSeconds({ integral: false }) : 1800;
+      v.require(Number.isInteger(seconds) && seconds >= 5 && seconds <= 600 && seconds * 6 <= timeout, 'healthCheckWindow', props.healthCheckWindow,
+        `whole seconds from 5 seconds to 10 minutes, at most a sixth of timeout (${timeout} s)`);
+    }
   }
   v.throwIfInvalid();
 }

@@ -18,18 +18,33 @@ const SCRIPTS_DIR = path.join(__dirname, 'scripts');
  * the script in a sandbox without waiting); they are not props of any construct.
  */
 export interface ScriptSettings {
-  /** Where the Linux script keeps the last good package. */
+  /** Where the Linux script keeps its run lock and the last good package. */
   readonly linuxStateDir: string;
-  /** How often the service is checked after an install. */
+  /** How often the Windows script checks the service after an install. */
   readonly serviceCheckAttempts: number;
-  /** Seconds between service checks. */
+  /** Seconds between the Windows script's service checks. */
   readonly serviceCheckIntervalSeconds: number;
+  /**
+   * Seconds the Linux service must stay up, without a restart, on every Install (the
+   * construct's `healthCheckWindow`; tests also use 0: one look).
+   */
+  readonly healthWindowSeconds: number;
+  /** Seconds a Linux run waits for another run's lock before it ends `busy`. */
+  readonly lockWaitSeconds: number;
+  /** Seconds a Linux run waits for a busy package manager before it ends `package-manager-busy`. */
+  readonly packageManagerWaitSeconds: number;
 }
+
+/** The health window when the construct is given none: catches a crash within 30 s. */
+export const DEFAULT_HEALTH_WINDOW_SECONDS = 30;
 
 export const DEFAULT_SCRIPT_SETTINGS: ScriptSettings = {
   linuxStateDir: '/var/lib/cdk-agent-fleet',
   serviceCheckAttempts: 10,
   serviceCheckIntervalSeconds: 3,
+  healthWindowSeconds: DEFAULT_HEALTH_WINDOW_SECONDS,
+  lockWaitSeconds: 600,
+  packageManagerWaitSeconds: 300,
 };
 
 /** The key of a package in the scripts, e.g. `RPM_X86_64` or `MSI_ARM64`. */
@@ -78,8 +93,9 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     `AGENT_TAG_KEY=${quote(parameterReference('tagKey'))}`,
     `AGENT_PROXY_URL=${quote(parameterReference('proxyUrl'))}`,
     `AGENT_STATE_DIR=${quote(settings.linuxStateDir)}`,
-    `AGENT_SERVICE_CHECK_ATTEMPTS=${quote(String(settings.serviceCheckAttempts))}`,
-    `AGENT_SERVICE_CHECK_INTERVAL=${quote(String(settings.serviceCheckIntervalSeconds))}`,
+    `AGENT_HEALTH_WINDOW=${quote(String(settings.healthWindowSeconds))}`,
+    `AGENT_LOCK_WAIT=${quote(String(settings.lockWaitSeconds))}`,
+    `AGENT_PM_WAIT=${quote(String(settings.packageManagerWaitSeconds))}`,
     `AGENT_PACKAGES=${quote(linux.map(packageKey).join(' '))}`,
     '# shellcheck disable=SC2034 # read through ${!name} by pkg_field',
     '{',
@@ -96,7 +112,7 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
       ];
     }),
     '}',
-    'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_SERVICE_CHECK_ATTEMPTS AGENT_SERVICE_CHECK_INTERVAL AGENT_PACKAGES',
+    'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_HEALTH_WINDOW AGENT_LOCK_WAIT AGENT_PM_WAIT AGENT_PACKAGES',
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');

@@ -212,6 +212,26 @@ describe('AgentInstallDocument validation', () => {
     expect(message).toContain('timeout: got 3 hours');
   });
 
+  test.each([
+    [Duration.seconds(2), 'got 2 seconds'],
+    [Duration.minutes(11), 'got 11 minutes'],
+    [Duration.millis(5500), 'got 5 seconds 500 millis'],
+  ])('fails when healthCheckWindow is %p', (window, got) => {
+    const message = fails([rpm()], { healthCheckWindow: window });
+    expect(message).toContain(`healthCheckWindow: ${got}; allowed: whole seconds from 5 seconds to 10 minutes, at most a sixth of timeout (1800 s)`);
+  });
+
+  test('fails when healthCheckWindow is more than a sixth of the timeout', () => {
+    expect(fails([rpm()], { healthCheckWindow: Duration.minutes(3), timeout: Duration.minutes(15) })).toContain('healthCheckWindow: got 3 minutes');
+  });
+
+  test('healthCheckWindow reaches the Linux script (30 s by default) and the Windows check count', () => {
+    expect(lines(documentStack().stack, 'manageAgentOnLinux')).toContain("AGENT_HEALTH_WINDOW='30'");
+    const { stack } = documentStack({ healthCheckWindow: Duration.minutes(2) });
+    expect(lines(stack, 'manageAgentOnLinux')).toContain("AGENT_HEALTH_WINDOW='120'");
+    expect(lines(stack, 'manageAgentOnWindows')).toContain('$AgentServiceCheckAttempts = 40');
+  });
+
   test('lists every problem at once', () => {
     const message = fails([AgentPackage.fromUrl('http://x/a.rpm', options({ sha256: 'x', version: '' }))]);
     expect(message.split('\n').filter((l) => l.startsWith('  - '))).toHaveLength(3);

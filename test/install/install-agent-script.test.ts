@@ -51,16 +51,16 @@ describe('the Linux install script, run in a sandbox', () => {
 
     // THEN
     expect(run.status).toBe(0);
-    expect(run.result).toEqual({ action: 'Install', outcome: 'installed', version: '1.2.3', imdsVersion: 'v2', tag: 'absent' });
+    expect(run.result).toEqual({ action: 'Install', outcome: 'installed', version: '1.2.3-1', imdsVersion: 'v2', tag: 'absent' });
     expect(box.installedVersion('agent')).toBe('1.2.3-1');
     expect(box.serviceActive('agent')).toBe(true);
     expect(run.calls).toContainEqual(expect.stringMatching(/^curl GET https:\/\/downloads\.example\.com\/agent-1\.2\.3\.x86_64\.rpm proto==https /));
-    expect(run.calls).toContain(`rpm -U --oldpackage --replacepkgs ${box.dir}/tmp/${path.basename(tmpDirOf(run))}/agent.pkg`);
+    expect(tmpDirOf(run)).toMatch(new RegExp(`^${box.dir}/state/work/run\\.[A-Za-z0-9]{8}$`));
     expect(fs.readFileSync(box.stateFile('agent', 'last-good.pkg'), 'utf8')).toBe(NEW);
     expect(fs.readFileSync(box.stateFile('agent', 'last-good.sha256'), 'utf8')).toBe(sha256(NEW));
     expect(fs.statSync(path.dirname(box.stateFile('agent', 'x'))).mode & 0o777).toBe(0o700);
     // The private download dir is gone afterwards.
-    expect(fs.readdirSync(path.join(box.dir, 'tmp'))).toEqual([]);
+    expect(fs.readdirSync(path.join(box.dir, 'state', 'work'))).toEqual([]);
   });
 
   test('hash mismatch: nothing is installed and the run fails', () => {
@@ -69,21 +69,22 @@ describe('the Linux install script, run in a sandbox', () => {
 
     const run = installed(box, [rpm()]);
 
-    expect(run.status).toBe(1);
+    expect(run.status).toBe(13);
     expect(run.result.outcome).toBe('hash-mismatch');
     expect(run.stderr).toContain(`expected ${sha256(NEW)}`);
     expect(run.calls.filter((c) => c.startsWith('rpm -U') || c.startsWith('systemctl'))).toEqual([]);
     expect(box.installedVersion('agent')).toBe('1.1.0-1');
   });
 
-  test('already installed: a no-op that downloads nothing', () => {
+  test('already installed with the service up: only the service is checked, nothing downloaded or restarted', () => {
     const box = sandbox({ installed: { agent: '1.2.3-1' } });
 
     const run = installed(box, [rpm()]);
 
     expect(run.status).toBe(0);
     expect(run.result.outcome).toBe('already-installed');
-    expect(run.calls.filter((c) => /https:|^aws |^rpm -U|^systemctl/.test(c))).toEqual([]);
+    expect(run.calls.filter((c) => /https:|^aws |^rpm -U|^systemctl (?!show)/.test(c))).toEqual([]);
+    expect(run.calls).toContain('systemctl show -p ActiveState -p NRestarts -p ActiveEnterTimestampMonotonic agent');
   });
 
   test('a service that does not come up after a fresh install is rolled back: the package is removed', () => {
@@ -92,9 +93,9 @@ describe('the Linux install script, run in a sandbox', () => {
 
     const run = installed(box, [rpm()]);
 
-    expect(run.status).toBe(1);
-    expect(run.result).toMatchObject({ outcome: 'rolled-back', version: '1.2.3' });
-    expect(run.stderr).toContain('service agent did not come up; rolling back');
+    expect(run.status).toBe(20);
+    expect(run.result).toMatchObject({ outcome: 'rolled-back', version: '' });
+    expect(run.stderr).toContain('service agent did not stay up for 0s; rolling back');
     expect(run.calls).toContain('rpm -e agent');
     expect(box.installedVersion('agent')).toBeUndefined();
     expect(fs.existsSync(box.stateFile('agent', 'last-good.pkg'))).toBe(false);
@@ -110,8 +111,8 @@ describe('the Linux install script, run in a sandbox', () => {
     const run = installed(box, [rpm()]);
 
     // THEN
-    expect(run.status).toBe(1);
-    expect(run.result).toMatchObject({ outcome: 'rolled-back', version: '1.1.0' });
+    expect(run.status).toBe(20);
+    expect(run.result).toMatchObject({ outcome: 'rolled-back', version: '1.1.0-1' });
     expect(box.installedVersion('agent')).toBe('1.1.0-1');
     expect(box.serviceActive('agent')).toBe(true);
     expect(run.calls).toContain(`rpm -U --oldpackage --replacepkgs ${box.stateFile('agent', 'last-good.pkg')}`);
@@ -125,19 +126,22 @@ describe('the Linux install script, run in a sandbox', () => {
 
     const run = installed(box, [rpm(broken)]);
 
-    expect(run.result).toMatchObject({ outcome: 'rolled-back', version: '1.1.0' });
+    expect(run.result).toMatchObject({ outcome: 'rolled-back', version: '1.1.0-1' });
     expect(box.installedVersion('agent')).toBe('1.1.0-1');
   });
 
-  test('an upgrade that fails where no previous package was kept is reported, not guessed at', () => {
+  test('an upgrade that fails where no previous package was kept says going back is impossible, and the next run tries again', () => {
     const box = sandbox({ installed: { agent: '1.0.0-1' }, brokenVersions: ['1.2.3-1'] });
     box.serve('agent-1.2.3.x86_64.rpm', NEW);
 
     const run = installed(box, [rpm()]);
 
-    expect(run.status).toBe(1);
-    expect(run.result.outcome).toBe('failed');
-    expect(run.stderr).toContain('no copy of the previous version (1.0.0-1) was kept');
+    expect(run.status).toBe(22);
+    expect(run.result).toMatchObject({ outcome: 'rollback-impossible', version: '1.2.3-1' });
+    expect(run.stderr).toContain('no copy of the installed version (1.0.0-1) was kept or cached');
+    const again = installed(box, [rpm()]);
+    expect(again.result.outcome).toBe('rollback-impossible');
+    expect(again.stderr).toContain('an earlier install of 1.2.3 did not finish; installing it again');
   });
 
   test('a kept package that was tampered with is not reinstalled', () => {
@@ -148,7 +152,8 @@ describe('the Linux install script, run in a sandbox', () => {
 
     const run = installed(box, [rpm()]);
 
-    expect(run.result.outcome).toBe('rollback-failed');
+    expect(run.result.outcome).toBe('rollback-impossible');
+    expect(run.stderr).toContain('the kept copy of 1.1.0 does not match its recorded SHA-256');
     expect(run.calls.filter((c) => c.includes('last-good.pkg'))).toEqual([]);
   });
 
@@ -160,7 +165,7 @@ describe('the Linux install script, run in a sandbox', () => {
     const run = installed(box, [rpm()], { action: 'Uninstall' });
 
     expect(run.status).toBe(0);
-    expect(run.result).toEqual({ action: 'Uninstall', outcome: 'uninstalled', version: '1.1.0-1', imdsVersion: 'v2', tag: 'false' });
+    expect(run.result).toEqual({ action: 'Uninstall', outcome: 'uninstalled', version: '', imdsVersion: 'v2', tag: 'false' });
     expect(run.calls).toEqual(expect.arrayContaining(['systemctl stop agent', 'rpm -e agent']));
     expect(box.installedVersion('agent')).toBeUndefined();
     expect(fs.existsSync(path.dirname(box.stateFile('agent', 'x')))).toBe(false);
@@ -176,8 +181,8 @@ describe('the Linux install script, run in a sandbox', () => {
 
   test.each([
     ['compliant', { installed: { agent: '1.2.3-1' } }, 0],
-    ['wrong-version', { installed: { agent: '1.1.0-1' } }, 1],
-    ['not-installed', {}, 1],
+    ['wrong-version', { installed: { agent: '1.1.0-1' } }, 31],
+    ['not-installed', {}, 32],
   ] as const)('verify reports %s', (outcome, options, status) => {
     const box = sandbox(options);
     const run = installed(box, [rpm()], { action: 'Verify' });
@@ -210,7 +215,7 @@ describe('the Linux install script, run in a sandbox', () => {
   test('without any instance metadata the install fails rather than ignore a possible exclusion', () => {
     const box = sandbox({ imdsV2: false, imdsV1: false });
     const run = installed(box, [rpm()]);
-    expect(run.status).toBe(1);
+    expect(run.status).toBe(10);
     expect(run.result).toMatchObject({ outcome: 'imds-unavailable', imdsVersion: 'none' });
   });
 
@@ -239,7 +244,7 @@ describe('the Linux install script, run in a sandbox', () => {
   test('a host without a package for its architecture is reported as unsupported', () => {
     const box = sandbox({ machine: 'aarch64' });
     const run = installed(box, [rpm()]);
-    expect(run.status).toBe(1);
+    expect(run.status).toBe(11);
     expect(run.result.outcome).toBe('unsupported-platform');
   });
 

@@ -13,7 +13,7 @@ import { renderLinuxScript } from '../../lib/install/install-scripts';
 import { AgentPackage } from '../../lib';
 
 /** Real tools the script may use; anything else must be a stand-in. */
-const REAL_TOOLS = ['bash', 'mktemp', 'chmod', 'rm', 'cp', 'mv', 'cat', 'sha256sum', 'install', 'flock', 'sleep', 'mkdir', 'touch', 'grep', 'sed', 'cut', 'tr', 'head', 'basename', 'dirname', 'ls'];
+const REAL_TOOLS = ['bash', 'mktemp', 'chmod', 'rm', 'cp', 'mv', 'cat', 'sha256sum', 'install', 'flock', 'sleep', 'mkdir', 'touch', 'grep', 'sed', 'cut', 'tr', 'head', 'basename', 'dirname', 'ls', 'env', 'setsid', 'stat', 'find'];
 
 const STAND_INS: Record<string, string> = {
   // IMDS at 169.254.169.254 (token, IMDSv1, tags) and https downloads from $SANDBOX/www.
@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     -o) out="$2"; shift ;;
     -w) write="$2"; shift ;;
     -X) method="$2"; shift ;;
-    -H) headers+=("$2"); shift ;;
+    -H) case "$2" in @*) while IFS= read -r h; do headers+=("$h"); done < "\${2#@}" ;; *) headers+=("$2") ;; esac; shift ;;
     --proto) proto="$2"; shift ;;
     --noproxy|--connect-timeout|--max-time|--retry) shift ;;
     -*f*) case "$1" in --*) ;; *) fail=1 ;; esac ;;
@@ -76,6 +76,7 @@ cp "$obj" "$dst"
 `,
   // A package file is text: name=<name>, version=<version>, optionally fail=install.
   rpm: `
+case "$1" in --eval) case "$2" in *vercmp*) read -ra w <<< "$(printf '%s' "$2" | tr -c 'A-Za-z0-9.~+_:-' ' ')"; [ "\${w[-2]}" = "\${w[-1]}" ] && echo 0 || echo 1 ;; *_dbpath*) echo "$SANDBOX/rpmdb" ;; esac; exit 0 ;; esac
 echo "rpm $*" >> "$SANDBOX/calls.log"
 field() { grep "^$1=" "$2" | cut -d= -f2; }
 case "$1" in
@@ -91,10 +92,11 @@ name="\${!#}"
 if [ -f "$SANDBOX/db/$name" ]; then printf 'install ok installed %s' "$(cat "$SANDBOX/db/$name")"; else echo "dpkg-query: no packages found matching $name" >&2; exit 1; fi
 `,
   dpkg: `
+case "$1" in --compare-versions) case "$3" in eq) [ "$2" = "$4" ] ;; *) [ "$2" != "$4" ] ;; esac; exit ;; esac
 echo "dpkg $*" >> "$SANDBOX/calls.log"
 field() { grep "^$1=" "$2" | cut -d= -f2; }
 case "$1" in
-  -i) file="$2"; [ "$(field fail "$file")" = install ] && { echo "dpkg: error processing archive" >&2; exit 1; }
+  -i) file="\${!#}"; [ "$(field fail "$file")" = install ] && { echo "dpkg: error processing archive" >&2; exit 1; }
       printf '%s' "$(field version "$file")" > "$SANDBOX/db/$(field name "$file")" ;;
   -r) rm -f "$SANDBOX/db/$2" ;;
   *) exit 99 ;;
@@ -109,6 +111,7 @@ case "$1" in
     if [ -n "$version" ] && ! grep -qx "$version" "$SANDBOX/broken-versions" 2>/dev/null; then touch "$SANDBOX/services/$2"; else rm -f "$SANDBOX/services/$2"; fi ;;
   stop) rm -f "$SANDBOX/services/$2" ;;
   is-active) [ -f "$SANDBOX/services/\${!#}" ] ;;
+  show) if [ -f "$SANDBOX/services/\${!#}" ]; then echo ActiveState=active; else echo ActiveState=inactive; fi; echo NRestarts=0; echo ActiveEnterTimestampMonotonic=1 ;;
   enable|disable) ;;
   *) exit 99 ;;
 esac
@@ -167,7 +170,8 @@ export class Sandbox {
     }
     const managers = options.format === 'RPM' ? ['rpm', 'dnf'] : ['dpkg', 'dpkg-query', 'apt-get'];
     for (const name of ['curl', 'aws', 'systemctl', 'uname', ...managers]) {
-      fs.writeFileSync(path.join(bin, name), `#!${which('bash')}\n${STAND_INS[name]}`, { mode: 0o755 });
+      // Package managers and systemctl run with a fresh environment: find the sandbox from the path.
+      fs.writeFileSync(path.join(bin, name), `#!${which('bash')}\n: "\${SANDBOX:=$(cd "$(dirname "$0")/.." && pwd)}"\n${STAND_INS[name]}`, { mode: 0o755 });
     }
     fs.writeFileSync(path.join(this.dir, 'machine'), options.machine ?? 'x86_64');
     if (options.imdsV2 ?? true) fs.writeFileSync(path.join(this.dir, 'imds/v2'), '');
@@ -213,6 +217,9 @@ export class Sandbox {
       linuxStateDir: path.join(this.dir, 'state'),
       serviceCheckAttempts: 3,
       serviceCheckIntervalSeconds: 0,
+      healthWindowSeconds: 0,
+      lockWaitSeconds: 5,
+      packageManagerWaitSeconds: 5,
     });
     const script = path.join(this.dir, 'script.sh');
     fs.writeFileSync(script, interpolateParameters(lines, parameters).join('\n') + '\n', { mode: 0o700 });

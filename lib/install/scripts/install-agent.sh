@@ -5,40 +5,89 @@
 # the construct puts a header of settings right after the first line:
 #   AGENT_ACTION, AGENT_PROXY_URL, AGENT_MODE, AGENT_TAG_KEY  document parameters, each
 #       checked by SSM against allowedValues or allowedPattern before it reaches this script;
-#   AGENT_STATE_DIR, AGENT_SERVICE_CHECK_ATTEMPTS, AGENT_SERVICE_CHECK_INTERVAL;
+#   AGENT_STATE_DIR, AGENT_HEALTH_WINDOW (seconds the service must stay up), AGENT_LOCK_WAIT
+#       and AGENT_PM_WAIT (seconds to wait for another run, for a busy package manager);
 #   AGENT_PACKAGES  the keys (RPM_X86_64, DEB_ARM64, ...) of the pinned packages, and for
 #       each key PKG_<key>_SOURCE (https:// or s3:// URL), _REGION, _SHA256, _VERSION, _NAME,
 #       _SERVICE, all validated at synth, so nobody can point it at another package.
 #
 # The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag.
+# Outcomes and exit statuses are listed in the README ("Install document outcomes").
 set -Eeuo pipefail
 umask 077
 
 readonly IMDS='http://169.254.169.254'
 
 imds_version='none'
-imds_token=''
+imds_header_file=''
 tag_state='unknown'
+format=''
+package_name=''
+service_name=''
 package_version=''
+state_dir=''
 workdir=''
+download_pid=''
+interrupted=''
+finishing=''
+# Set while the host differs from where it was when the run started.
+changing=''
 
 log() { printf '%s\n' "$*" >&2; }
 
-# Ends the run with the one JSON line. Every value comes from a fixed vocabulary or was
-# validated at synth, so none needs escaping.
+# Ends the run with the one JSON line. `version` is always what is installed when the run
+# ends (empty when nothing is). Every value comes from a fixed vocabulary, was validated at
+# synth, or is a version the package manager reports, so none needs escaping.
 finish() {
   trap - ERR
+  finishing=1
+  local version=''
+  if [[ -z "$format" ]]; then resolve_package 2>/dev/null || true; fi
+  if [[ -n "$format" ]]; then version=$(installed_version) || version=''; fi
   printf '{"action":"%s","outcome":"%s","version":"%s","imdsVersion":"%s","tag":"%s"}\n' \
-    "$AGENT_ACTION" "$1" "$package_version" "$imds_version" "$tag_state"
+    "$AGENT_ACTION" "$1" "$version" "$imds_version" "$tag_state"
   exit "$2"
 }
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
+  if [[ -n "$download_pid" ]]; then kill "$download_pid" 2>/dev/null || true; fi
   if [[ -n "$workdir" ]]; then rm -rf -- "$workdir"; fi
 }
+
+# TERM and INT (SSM cancelling the command or ending it at its timeout) only set a flag: a
+# package manager that is running finishes first (bash runs the trap after it), then the run
+# stops at the next check_interrupt, rolling back what it changed, and still prints its line.
+# shellcheck disable=SC2317 # called by the TERM and INT traps
+on_signal() {
+  log "received SIG$1"
+  interrupted=$1
+  if [[ -n "$download_pid" ]]; then kill "$download_pid" 2>/dev/null || true; fi
+}
+
+check_interrupt() {
+  if [[ -z "$interrupted" || -n "$finishing" ]]; then return 0; fi
+  if [[ -n "$changing" ]]; then
+    rollback "interrupted by SIG$interrupted"
+  fi
+  finish interrupted 40
+}
+
 trap cleanup EXIT
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
 trap 'log "unexpected failure at line $LINENO"; finish failed 1' ERR
+
+# Package managers and systemctl run with nothing of this run: no lock descriptor, a fresh
+# environment, umask 022 and / as working directory, in a session of their own, so a daemon
+# a maintainer script starts inherits none of it and a signal to this run's process group
+# does not stop a package manager halfway. Their output goes to the log (stderr).
+run_clean() {
+  (
+    cd / && umask 022
+    exec env -i PATH="$PATH" LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive setsid -w "$@"
+  ) 9>&- </dev/null >&2
+}
 
 configure_proxy() {
   # The instance metadata service is never reached through a proxy.
@@ -50,15 +99,37 @@ configure_proxy() {
   fi
 }
 
+# One run at a time on the host (an association and a manual command may overlap). The lock
+# file is never deleted (Uninstall removes only the agent's own state), and a lock taken on a
+# file that someone replaced meanwhile is let go and taken again.
+take_run_lock() {
+  local lock="$AGENT_STATE_DIR/.run.lock" deadline=$((SECONDS + AGENT_LOCK_WAIT))
+  while :; do
+    # Descriptor 9 holds the lock; everything that may outlive the run starts with it closed.
+    exec 9>>"$lock"
+    if ! flock -w "$((deadline > SECONDS ? deadline - SECONDS : 0))" 9; then
+      log "another run held the run lock for ${AGENT_LOCK_WAIT}s"
+      finish busy 14
+    fi
+    if [[ "$(stat -L -c '%d:%i' "/proc/$$/fd/9")" == "$(stat -c '%d:%i' "$lock" 2>/dev/null)" ]]; then return 0; fi
+  done
+}
+
 # IMDSv2 first; IMDSv1 only when the token request fails and the instance still answers v1.
+# The token never appears in an argument or the environment of any process: curl writes it
+# to a file and reads the header back from a 0600 file (`-H @file`).
 imds_connect() {
   local token
-  if token=$(curl -sf --noproxy '*' --connect-timeout 2 --max-time 5 -X PUT \
-      -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/latest/api/token") && [[ -n "$token" ]]; then
-    imds_token=$token
+  if curl -sf --noproxy '*' --connect-timeout 2 --max-time 5 -X PUT -o "$workdir/imds-token" \
+      -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/latest/api/token" && [[ -s "$workdir/imds-token" ]]; then
+    token=$(<"$workdir/imds-token")
+    rm -f -- "$workdir/imds-token"
+    imds_header_file="$workdir/imds-header"
+    (umask 077 && printf 'X-aws-ec2-metadata-token: %s\n' "$token" >"$imds_header_file")
     imds_version='v2'
     return 0
   fi
+  rm -f -- "$workdir/imds-token"
   if curl -sf --noproxy '*' --connect-timeout 2 --max-time 5 -o /dev/null "$IMDS/latest/meta-data/instance-id"; then
     imds_version='v1'
     log "IMDSv2 token request failed; used IMDSv1, which this instance still allows. Require IMDSv2 (HttpTokens=required)."
@@ -71,7 +142,7 @@ imds_connect() {
 # Fetches an IMDS path into a file and prints the HTTP status (000 when unreachable).
 imds_get() {
   local args=(-s --noproxy '*' --connect-timeout 2 --max-time 5 -o "$2" -w '%{http_code}')
-  if [[ "$imds_version" == 'v2' ]]; then args+=(-H "X-aws-ec2-metadata-token: $imds_token"); fi
+  if [[ -n "$imds_header_file" ]]; then args+=(-H "@$imds_header_file"); fi
   curl "${args[@]}" "$IMDS$1" || true
 }
 
@@ -133,16 +204,38 @@ detect_architecture() {
   esac
 }
 
+# Picks the package for this host's package manager and CPU; fails when the document has none.
+resolve_package() {
+  local architecture
+  if ! format=$(detect_format) || ! architecture=$(detect_architecture); then
+    format=''
+    log "no supported package manager (rpm with dnf/yum, dpkg with apt) or CPU architecture"
+    return 1
+  fi
+  package_key="${format}_${architecture}"
+  if [[ " $AGENT_PACKAGES " != *" $package_key "* ]]; then
+    log "the document has no $format package for $architecture"
+    format=''
+    return 1
+  fi
+  package_name=$(pkg_field NAME)
+  service_name=$(pkg_field SERVICE)
+  package_version=$(pkg_field VERSION)
+  package_sha256=$(pkg_field SHA256)
+  state_dir="$AGENT_STATE_DIR/$service_name"
+}
+
 pkg_field() {
   local name="PKG_${package_key}_$1"
   printf '%s' "${!name:-}"
 }
 
-# Prints the installed version of the agent's package; fails when it is not installed.
+# Prints the installed version as the package manager writes it ([epoch:]version-release);
+# fails when the package is not installed.
 installed_version() {
   local status
   case "$format" in
-    RPM) rpm -q --qf '%{VERSION}-%{RELEASE}' "$package_name" 2>/dev/null ;;
+    RPM) rpm -q --qf '%|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE}' "$package_name" 2>/dev/null ;;
     DEB)
       # shellcheck disable=SC2016 # dpkg-query's format string, not a shell expansion
       status=$(dpkg-query -W -f='${Status} ${Version}' "$package_name" 2>/dev/null) || return 1
@@ -152,42 +245,168 @@ installed_version() {
   esac
 }
 
-# 1.2.3 matches 1.2.3, 1.2.3-1 (a release) and 2:1.2.3-1 (an epoch), not 1.2.30.
+# Compares two version strings with the package manager's own algorithm: prints -1, 0 or 1.
+vercmp() {
+  case "$format" in
+    RPM) rpm --eval "%{lua: print(rpm.vercmp('$1', '$2'))}" ;;
+    DEB)
+      if dpkg --compare-versions "$1" lt "$2"; then echo -1
+      elif dpkg --compare-versions "$1" gt "$2"; then echo 1
+      else echo 0; fi
+      ;;
+  esac
+}
+
+# Whether the installed version is the pinned one, compared as rpm and dpkg compare them:
+# epoch (none means 0), version, and the release (revision) only when the pin names one.
+# So 1:7.0.0 matches 1:7.0.0-1 and not 7.0.0-1; 1.2.3 matches 1.2.3-4 and not 1.2.30.
 version_matches() {
-  local installed=$1 wanted=$2
-  if [[ "$wanted" != *:* ]]; then installed=${installed#*:}; fi
-  [[ "$installed" == "$wanted" || "$installed" == "$wanted"-* ]]
+  local installed=$1 wanted=$2 installed_epoch=0 wanted_epoch=0
+  if [[ "$installed" == *:* ]]; then installed_epoch=${installed%%:*} installed=${installed#*:}; fi
+  if [[ "$wanted" == *:* ]]; then wanted_epoch=${wanted%%:*} wanted=${wanted#*:}; fi
+  [[ "$installed_epoch" =~ ^[0-9]+$ && "$wanted_epoch" =~ ^[0-9]+$ ]] || return 1
+  ((10#$installed_epoch == 10#$wanted_epoch)) || return 1
+  if [[ "$wanted" != *-* ]]; then installed=${installed%-*}; fi
+  [[ "$installed" == "$wanted" ]] && return 0
+  if [[ "$format" == 'RPM' && "$installed" == *-* && "$wanted" == *-* ]]; then
+    # rpm compares version and release one after the other.
+    [[ "$(vercmp "${installed%-*}" "${wanted%-*}")" == 0 && "$(vercmp "${installed##*-}" "${wanted##*-}")" == 0 ]]
+    return
+  fi
+  [[ "$(vercmp "$installed" "$wanted")" == 0 ]]
+}
+
+# The files whose fcntl locks say the package manager is in use (apt, dnf, unattended-upgrades
+# and cloud-init all go through them).
+pm_lock_files() {
+  case "$format" in
+    DEB) echo /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock ;;
+    RPM) printf '%s/.rpm.lock\n' "$(rpm --eval '%{_dbpath}')" ;;
+  esac
+}
+
+# Prints "<pid> (<command>)" of a process holding a package manager lock; fails when none does.
+pm_lock_holder() {
+  local file inode line field previous pid
+  # shellcheck disable=SC2046 # a list of paths without spaces
+  for file in $(pm_lock_files); do
+    inode=$(stat -c '%i' "$file" 2>/dev/null) || continue
+    while read -r line; do
+      previous=''
+      for field in $line; do
+        if [[ "$field" =~ ^[0-9a-f]+:[0-9a-f]+:([0-9]+)$ && "${BASH_REMATCH[1]}" == "$inode" && "$previous" =~ ^[0-9]+$ ]]; then
+          pid=$previous
+          printf '%s (%s)' "$pid" "$(cat "/proc/$pid/comm" 2>/dev/null || echo unknown)"
+          return 0
+        fi
+        previous=$field
+      done
+    done </proc/locks
+  done
+  return 1
+}
+
+# Runs a package manager command once the package manager is free, waiting up to
+# AGENT_PM_WAIT seconds for it. Returns 75 when it stayed busy (nothing was changed).
+pm_run() {
+  local deadline=$((SECONDS + AGENT_PM_WAIT)) holder started=$SECONDS waited_log='' status
+  while :; do
+    if holder=$(pm_lock_holder); then
+      if [[ -z "$waited_log" ]]; then
+        log "the package manager is busy (lock held by $holder); waiting up to ${AGENT_PM_WAIT}s"
+        waited_log=1
+      fi
+      if ((SECONDS >= deadline)); then
+        log "the package manager was still busy after $((SECONDS - started))s (lock held by $holder)"
+        return 75
+      fi
+      sleep 1
+      continue
+    fi
+    if [[ -n "$waited_log" ]]; then log "the package manager is free after $((SECONDS - started))s"; fi
+    status=0
+    run_clean "$@" 2>"$workdir/pm.err" || status=$?
+    cat -- "$workdir/pm.err" >&2
+    # dpkg refuses at once (status 2) when apt or another dpkg took its lock meanwhile.
+    if ((status == 2)) && [[ "$format" == 'DEB' ]] && grep -q 'lock' "$workdir/pm.err" && ((SECONDS < deadline)); then
+      waited_log=''
+      sleep 1
+      continue
+    fi
+    return "$status"
+  done
 }
 
 install_file() {
   case "$format" in
-    RPM) rpm -U --oldpackage --replacepkgs "$1" ;;
-    DEB) DEBIAN_FRONTEND=noninteractive dpkg -i "$1" ;;
+    RPM) pm_run rpm -U --oldpackage --replacepkgs "$1" ;;
+    DEB) pm_run dpkg -i --force-confdef --force-confold "$1" ;;
   esac
 }
 
 remove_package() {
   case "$format" in
-    RPM) rpm -e "$package_name" ;;
-    DEB) dpkg -r "$package_name" ;;
+    RPM) pm_run rpm -e "$package_name" ;;
+    DEB) pm_run dpkg -r "$package_name" ;;
   esac
 }
 
-# The service must be active on two checks in a row: a crash right after start is a failure.
-service_up() {
-  local attempt active=0
-  systemctl enable "$service_name" >/dev/null 2>&1 || log "could not enable $service_name"
-  systemctl restart "$service_name" || log "could not restart $service_name"
-  for ((attempt = 1; attempt <= AGENT_SERVICE_CHECK_ATTEMPTS; attempt++)); do
-    if systemctl is-active --quiet "$service_name"; then
-      active=$((active + 1))
-      if ((active >= 2)); then return 0; fi
-    else
-      active=0
+# Prints "ActiveState NRestarts ActiveEnterTimestampMonotonic" of the service.
+service_state() {
+  local line active='unknown' restarts='' since=''
+  while IFS= read -r line; do
+    case "$line" in
+      ActiveState=*) active=${line#*=} ;;
+      NRestarts=*) restarts=${line#*=} ;;
+      ActiveEnterTimestampMonotonic=*) since=${line#*=} ;;
+    esac
+  done < <(systemctl show -p ActiveState -p NRestarts -p ActiveEnterTimestampMonotonic "$service_name" 2>/dev/null 9>&-)
+  printf '%s %s %s' "$active" "$restarts" "$since"
+}
+
+# Healthy: once active (within the window), the service stays active for the whole health
+# window without systemd restarting it (NRestarts) or starting it anew (active-since), so a
+# crash-loop that is active whenever one looks is caught too.
+service_healthy() {
+  local state first='' waited=0
+  while :; do
+    state=$(service_state)
+    if [[ "$state" == active\ * ]]; then
+      if [[ -z "$first" ]]; then
+        first=$state waited=0
+      elif [[ "$state" != "$first" ]]; then
+        log "service $service_name restarted within the health window (ActiveState NRestarts active-since: $first, then $state)"
+        return 1
+      fi
+    elif [[ -n "$first" ]]; then
+      log "service $service_name went ${state%% *} ${waited}s after it was active"
+      return 1
     fi
-    sleep "$AGENT_SERVICE_CHECK_INTERVAL"
+    if ((waited >= AGENT_HEALTH_WINDOW)); then
+      if [[ -z "$first" ]]; then log "service $service_name is ${state%% *}, not active"; return 1; fi
+      return 0
+    fi
+    sleep 1
+    waited=$((waited + 1))
+    if [[ -n "$interrupted" && -z "$finishing" ]]; then return 1; fi
   done
-  return 1
+}
+
+# (Re)starts the service and checks it over the health window.
+service_up() {
+  run_clean systemctl enable "$service_name" >/dev/null 2>&1 || log "could not enable $service_name"
+  run_clean systemctl restart "$service_name" || log "could not restart $service_name"
+  service_healthy
+}
+
+# TEMPORARY (until merge): the S3 fetch with the AWS CLI, as before. The S3 fragment that
+# renderLinuxScript inlines (issue 9, S3 without the AWS CLI) defines s3_download instead.
+s3_download() {
+  if ! command -v aws >/dev/null; then
+    log "the AWS CLI is needed to download $1"
+    return 1
+  fi
+  aws s3 cp --only-show-errors --region "$2" "$1" "$3"
 }
 
 download() {
@@ -195,13 +414,7 @@ download() {
   source=$(pkg_field SOURCE)
   region=$(pkg_field REGION)
   case "$source" in
-    s3://*)
-      if ! command -v aws >/dev/null; then
-        log "the AWS CLI is needed to download $source"
-        return 1
-      fi
-      aws s3 cp --only-show-errors --region "$region" "$source" "$1"
-      ;;
+    s3://*) s3_download "$source" "$region" "$1" ;;
     https://*) curl --proto '=https' --tlsv1.2 -fsSL --retry 3 --connect-timeout 10 --max-time 900 -o "$1" "$source" ;;
     *) return 1 ;;
   esac
@@ -213,32 +426,96 @@ sha256_of() {
   printf '%s' "${sum%% *}"
 }
 
-# Puts the last good version back after a failed install or a service that did not come up.
-rollback() {
-  local kept="$state_dir/last-good.pkg" kept_version='' kept_sha=''
-  log "$1; rolling back"
-  if [[ -z "$previous" ]]; then
-    remove_package || log "could not remove the failed install of $package_name"
-    systemctl stop "$service_name" >/dev/null 2>&1 || true
-    finish rolled-back 1
+# Downloads the pinned package into the work dir and checks its hash. The download runs in
+# the background so that TERM and INT stop it at once.
+fetch_package() {
+  local file="$workdir/agent.pkg" actual status=0
+  (trap - ERR && download "$file") &
+  download_pid=$!
+  wait "$download_pid" || status=$?
+  download_pid=''
+  check_interrupt
+  if ((status != 0)); then
+    log "could not download the package"
+    finish download-failed 12
   fi
+  actual=$(sha256_of "$file")
+  if [[ "$actual" != "$package_sha256" ]]; then
+    log "SHA-256 mismatch: expected $package_sha256, got $actual; nothing installed"
+    finish hash-mismatch 13
+  fi
+}
+
+# A copy of the installed version the package manager left in its cache, if any.
+cached_package() {
+  local version=${1#*:} candidate
+  case "$format" in
+    DEB) set -- /var/cache/apt/archives/"${package_name}_${version}"_*.deb /var/cache/apt/archives/"${package_name}_${1/:/%3a}"_*.deb ;;
+    RPM) set -- /var/cache/dnf/*/packages/"${package_name}-${version}".*.rpm /var/cache/yum/*/*/*/packages/"${package_name}-${version}".*.rpm ;;
+  esac
+  for candidate; do
+    if [[ -f "$candidate" ]]; then printf '%s' "$candidate"; return 0; fi
+  done
+  return 1
+}
+
+# Before changing an installed agent, finds what can put it back: the package this script
+# kept after the last good install, or the package manager's cached copy of what is
+# installed. Sets way_back (empty when going back will be impossible).
+prepare_way_back() {
+  local kept="$state_dir/last-good.pkg" kept_version='' cached
+  way_back=''
   if [[ -f "$kept" && -f "$state_dir/last-good.version" && -f "$state_dir/last-good.sha256" ]]; then
     kept_version=$(<"$state_dir/last-good.version")
-    kept_sha=$(<"$state_dir/last-good.sha256")
+    if [[ "$(sha256_of "$kept")" != "$(<"$state_dir/last-good.sha256")" ]]; then
+      log "the kept copy of $kept_version does not match its recorded SHA-256; not using it"
+    elif version_matches "$previous" "$kept_version" || [[ -f "$state_dir/pending" ]]; then
+      # After an earlier upgrade that did not finish, the last good version is the way back.
+      way_back=$kept way_back_version=$kept_version
+      return 0
+    fi
   fi
-  if [[ -z "$kept_version" ]] || ! version_matches "$previous" "$kept_version"; then
-    log "no copy of the previous version ($previous) was kept; left as it is"
-    finish failed 1
+  if cached=$(cached_package "$previous"); then
+    cp -- "$cached" "$workdir/previous.pkg"
+    way_back="$workdir/previous.pkg" way_back_version=$previous
+    log "no kept copy of $previous; the package manager's cached copy is the way back"
+    return 0
   fi
-  if [[ "$(sha256_of "$kept")" != "$kept_sha" ]]; then
-    log "the kept copy of $kept_version does not match its recorded SHA-256; not reinstalling it"
-    finish rollback-failed 1
+  log "no copy of the installed version ($previous) was kept or cached: if this upgrade fails, going back is impossible"
+}
+
+# Puts back what was there before a failed install, a service that did not stay up, or an
+# interruption. Never returns.
+rollback() {
+  local reason=$1 status
+  log "$reason; rolling back"
+  changing=''
+  if [[ -z "$previous" ]]; then
+    status=0
+    run_clean systemctl stop "$service_name" >/dev/null 2>&1 || true
+    remove_package || status=$?
+    if ((status != 0)); then log "could not remove the failed install of $package_name"; fi
+    if ((status == 0)); then rm -f -- "$state_dir/pending"; fi
+    if [[ -n "$interrupted" ]]; then finish interrupted 40; fi
+    if ((status == 0)); then finish rolled-back 20; fi
+    finish rollback-failed 21
   fi
-  if install_file "$kept" && service_up; then
-    package_version=$kept_version
-    finish rolled-back 1
+  if [[ -z "$way_back" ]]; then
+    log "no copy of $previous to go back to; left as it is, and the next Install tries again"
+    if [[ -n "$interrupted" ]]; then finish interrupted 40; fi
+    finish rollback-impossible 22
   fi
-  finish rollback-failed 1
+  if install_file "$way_back" && { [[ -n "$interrupted" ]] || service_up; }; then
+    rm -f -- "$state_dir/pending"
+    if [[ -n "$interrupted" ]]; then
+      run_clean systemctl restart "$service_name" || true
+      finish interrupted 40
+    fi
+    log "went back to $way_back_version"
+    finish rolled-back 20
+  fi
+  if [[ -n "$interrupted" ]]; then finish interrupted 40; fi
+  finish rollback-failed 21
 }
 
 keep_as_last_good() {
@@ -248,59 +525,103 @@ keep_as_last_good() {
   printf '%s' "$package_sha256" >"$state_dir/last-good.sha256"
 }
 
+# Installs the downloaded package over whatever is there, with a way back.
+install_pinned() {
+  local status=0
+  if [[ -n "$previous" ]]; then prepare_way_back; fi
+  check_interrupt
+  printf '%s' "$package_version" >"$state_dir/pending"
+  changing=1
+  install_file "$workdir/agent.pkg" || status=$?
+  if ((status == 75)); then
+    changing=''
+    rm -f -- "$state_dir/pending"
+    finish package-manager-busy 15
+  fi
+  check_interrupt
+  if ((status != 0)); then rollback "the package manager could not install $package_version"; fi
+  if ! service_up; then
+    check_interrupt
+    rollback "service $service_name did not stay up for ${AGENT_HEALTH_WINDOW}s"
+  fi
+  changing=''
+  keep_as_last_good "$workdir/agent.pkg"
+  rm -f -- "$state_dir/pending"
+}
+
+# The pinned version is installed: check the service, and repair it when it is not healthy
+# (restart it, then reinstall the pinned version).
+check_and_repair() {
+  local status=0
+  if service_healthy; then finish already-installed 0; fi
+  check_interrupt
+  log "service $service_name is not healthy; restarting it"
+  if service_up; then finish repaired 0; fi
+  check_interrupt
+  log "service $service_name did not stay up after a restart; reinstalling $package_version"
+  fetch_package
+  install_file "$workdir/agent.pkg" || status=$?
+  if ((status == 75)); then finish package-manager-busy 15; fi
+  check_interrupt
+  if ((status == 0)) && service_up; then
+    keep_as_last_good "$workdir/agent.pkg"
+    finish repaired 0
+  fi
+  check_interrupt
+  log "service $service_name is still not healthy after reinstalling $package_version"
+  finish repair-failed 23
+}
+
 do_install() {
-  local file="$workdir/agent.pkg" actual
   if [[ -n "$previous" ]] && version_matches "$previous" "$package_version"; then
-    finish already-installed 0
+    if [[ ! -f "$state_dir/pending" ]]; then check_and_repair; fi
+    log "an earlier install of $package_version did not finish; installing it again"
   fi
-  if ! download "$file"; then
-    log "could not download the package"
-    finish download-failed 1
-  fi
-  actual=$(sha256_of "$file")
-  if [[ "$actual" != "$package_sha256" ]]; then
-    log "SHA-256 mismatch: expected $package_sha256, got $actual; nothing installed"
-    finish hash-mismatch 1
-  fi
-  if ! install_file "$file"; then rollback "the package manager could not install $package_version"; fi
-  if ! service_up; then rollback "service $service_name did not come up"; fi
-  keep_as_last_good "$file"
+  fetch_package
+  install_pinned
   if [[ -n "$previous" ]]; then finish upgraded 0; fi
   finish installed 0
 }
 
 do_uninstall() {
+  local status=0
   if [[ -z "$previous" ]]; then finish not-installed 0; fi
-  package_version=$previous
-  systemctl stop "$service_name" >/dev/null 2>&1 || true
-  systemctl disable "$service_name" >/dev/null 2>&1 || true
-  if ! remove_package; then finish failed 1; fi
+  run_clean systemctl stop "$service_name" >/dev/null 2>&1 || true
+  run_clean systemctl disable "$service_name" >/dev/null 2>&1 || true
+  remove_package || status=$?
+  if ((status == 75)); then finish package-manager-busy 15; fi
+  if ((status != 0)); then finish failed 1; fi
   rm -rf -- "$state_dir"
   finish uninstalled 0
 }
 
 do_verify() {
-  if [[ -z "$previous" ]]; then finish not-installed 1; fi
+  if [[ -z "$previous" ]]; then finish not-installed 32; fi
   if ! version_matches "$previous" "$package_version"; then
     log "installed $previous, expected $package_version"
-    finish wrong-version 1
+    finish wrong-version 31
   fi
-  if ! systemctl is-active --quiet "$service_name"; then finish service-down 1; fi
+  if ! systemctl is-active --quiet "$service_name" 9>&-; then finish service-down 30; fi
   finish compliant 0
 }
 
 main() {
   configure_proxy
-  workdir=$(mktemp -d)
+  install -d -m 700 -- "$AGENT_STATE_DIR" "$AGENT_STATE_DIR/work"
+  take_run_lock
+  # Whatever a run killed with SIGKILL left behind; no other run is going on.
+  find "$AGENT_STATE_DIR/work" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +
+  workdir=$(mktemp -d "$AGENT_STATE_DIR/work/run.XXXXXXXX")
   chmod 700 "$workdir"
 
   if ! imds_connect; then
     log "the instance metadata service did not answer"
-    if [[ "$AGENT_ACTION" != 'Uninstall' ]]; then finish imds-unavailable 1; fi
+    if [[ "$AGENT_ACTION" != 'Uninstall' ]]; then finish imds-unavailable 10; fi
   elif ! read_tag; then
     log "could not read tag $AGENT_TAG_KEY from the instance metadata service"
-    if [[ "$AGENT_ACTION" != 'Uninstall' ]]; then finish imds-unavailable 1; fi
+    if [[ "$AGENT_ACTION" != 'Uninstall' ]]; then finish imds-unavailable 10; fi
   fi
+  check_interrupt
 
   case "$(decide)" in
     excluded)
@@ -313,28 +634,11 @@ main() {
       ;;
   esac
 
-  local architecture
-  if ! format=$(detect_format) || ! architecture=$(detect_architecture); then
-    log "no supported package manager (rpm with dnf/yum, dpkg with apt) or CPU architecture"
-    finish unsupported-platform 1
-  fi
-  package_key="${format}_${architecture}"
-  if [[ " $AGENT_PACKAGES " != *" $package_key "* ]]; then
-    log "the document has no $format package for $architecture"
-    finish unsupported-platform 1
-  fi
-  package_name=$(pkg_field NAME)
-  service_name=$(pkg_field SERVICE)
-  package_version=$(pkg_field VERSION)
-  package_sha256=$(pkg_field SHA256)
-  state_dir="$AGENT_STATE_DIR/$service_name"
-  install -d -m 700 -- "$AGENT_STATE_DIR" "$state_dir"
-
-  # One run at a time per agent (an association and a manual command may overlap).
-  exec 9>"$state_dir/.lock"
-  if ! flock -w 600 9; then finish busy 1; fi
+  if ! resolve_package; then finish unsupported-platform 11; fi
+  install -d -m 700 -- "$state_dir"
 
   previous=$(installed_version) || previous=''
+  way_back='' way_back_version=''
   case "$AGENT_ACTION" in
     Install) do_install ;;
     Uninstall) do_uninstall ;;
