@@ -24,6 +24,11 @@ export interface ScriptSettings {
   readonly serviceCheckAttempts: number;
   /** Seconds between service checks. */
   readonly serviceCheckIntervalSeconds: number;
+  /**
+   * `https://host:port` of an S3-compatible server the Linux script sends its signed requests
+   * to, path-style. Empty: the bucket's regional AWS endpoint. Only tests set it.
+   */
+  readonly s3Endpoint?: string;
 }
 
 export const DEFAULT_SCRIPT_SETTINGS: ScriptSettings = {
@@ -81,6 +86,7 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     `AGENT_SERVICE_CHECK_ATTEMPTS=${quote(String(settings.serviceCheckAttempts))}`,
     `AGENT_SERVICE_CHECK_INTERVAL=${quote(String(settings.serviceCheckIntervalSeconds))}`,
     `AGENT_PACKAGES=${quote(linux.map(packageKey).join(' '))}`,
+    `AGENT_S3_ENDPOINT=${quote(settings.s3Endpoint ?? '')}`,
     '# shellcheck disable=SC2034 # read through ${!name} by pkg_field',
     '{',
     '  :',
@@ -96,11 +102,13 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
       ];
     }),
     '}',
-    'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_SERVICE_CHECK_ATTEMPTS AGENT_SERVICE_CHECK_INTERVAL AGENT_PACKAGES',
+    'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_SERVICE_CHECK_ATTEMPTS AGENT_SERVICE_CHECK_INTERVAL AGENT_PACKAGES AGENT_S3_ENDPOINT',
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  return [shebang, ...header, ...body];
+  // The S3 download functions, without their shellcheck directive for the standalone file.
+  const s3Download = readScript('s3-download.sh').filter((line) => !line.startsWith('# shellcheck shell='));
+  return [shebang, ...header, ...s3Download, ...body];
 }
 
 /** The aws:runPowerShellScript lines: the Windows script with its settings header. */

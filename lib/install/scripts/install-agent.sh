@@ -18,6 +18,7 @@ readonly IMDS='http://169.254.169.254'
 
 imds_version='none'
 imds_token=''
+imds_header_file=''
 tag_state='unknown'
 package_version=''
 workdir=''
@@ -57,6 +58,9 @@ imds_connect() {
       -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/latest/api/token") && [[ -n "$token" ]]; then
     imds_token=$token
     imds_version='v2'
+    imds_header_file="$workdir/imds-header"
+    (umask 077 && : >"$imds_header_file")
+    printf 'X-aws-ec2-metadata-token: %s\n' "$token" >"$imds_header_file"
     return 0
   fi
   if curl -sf --noproxy '*' --connect-timeout 2 --max-time 5 -o /dev/null "$IMDS/latest/meta-data/instance-id"; then
@@ -195,13 +199,7 @@ download() {
   source=$(pkg_field SOURCE)
   region=$(pkg_field REGION)
   case "$source" in
-    s3://*)
-      if ! command -v aws >/dev/null; then
-        log "the AWS CLI is needed to download $source"
-        return 1
-      fi
-      aws s3 cp --only-show-errors --region "$region" "$source" "$1"
-      ;;
+    s3://*) s3_download "$source" "$region" "$1" ;;
     https://*) curl --proto '=https' --tlsv1.2 -fsSL --retry 3 --connect-timeout 10 --max-time 900 -o "$1" "$source" ;;
     *) return 1 ;;
   esac
