@@ -29,12 +29,18 @@ export interface ScriptSettings {
    * to, path-style. Empty: the bucket's regional AWS endpoint. Only tests set it.
    */
   readonly s3Endpoint?: string;
+  /** Seconds a run waits for another run's lock before it ends `busy`. */
+  readonly lockWaitSeconds?: number;
+  /** Seconds a run waits for a busy package manager (msiexec 1618) before it ends `package-manager-busy`. */
+  readonly packageManagerWaitSeconds?: number;
 }
 
 export const DEFAULT_SCRIPT_SETTINGS: ScriptSettings = {
   linuxStateDir: '/var/lib/cdk-agent-fleet',
   serviceCheckAttempts: 10,
   serviceCheckIntervalSeconds: 3,
+  lockWaitSeconds: 600,
+  packageManagerWaitSeconds: 300,
 };
 
 /** The key of a package in the scripts, e.g. `RPM_X86_64` or `MSI_ARM64`. */
@@ -122,11 +128,14 @@ export function renderWindowsScript(packages: AgentPackage[], settings: ScriptSe
     `$AgentProxyUrl = ${quote(parameterReference('proxyUrl'))}`,
     `$AgentServiceCheckAttempts = ${settings.serviceCheckAttempts}`,
     `$AgentServiceCheckIntervalSeconds = ${settings.serviceCheckIntervalSeconds}`,
+    `$AgentLockWaitSeconds = ${settings.lockWaitSeconds ?? DEFAULT_SCRIPT_SETTINGS.lockWaitSeconds}`,
+    `$AgentPackageManagerWaitSeconds = ${settings.packageManagerWaitSeconds ?? DEFAULT_SCRIPT_SETTINGS.packageManagerWaitSeconds}`,
+    '$AgentPackageManagerRetrySeconds = 15',
     '$AgentPackages = @{',
     ...msi.map((pkg) => `  ${quote(packageKey(pkg))} = @{ Source = ${quote(packageSource(pkg))}; Region = ${quote(packageRegion(pkg))}; `
       + `Sha256 = ${quote(pkg.sha256.toLowerCase())}; Version = ${quote(pkg.version)}; Name = ${quote(pkg.packageName)}; Service = ${quote(pkg.serviceName)} }`),
     '}',
     '# --- end of settings ---',
   ];
-  return [...header, ...readScript('install-agent.ps1')];
+  return [...header, ...readScript('s3-download.ps1'), ...readScript('install-agent.ps1')];
 }
