@@ -325,8 +325,8 @@ describe('parameters reach the script only after SSM validated them', () => {
 
 const shellcheck = spawnSync('shellcheck', ['--version']).status === 0;
 (shellcheck ? describe : describe.skip)('shellcheck', () => {
-  test('the script file passes', () => {
-    const run = spawnSync('shellcheck', [path.join(__dirname, '../../lib/install/scripts/install-agent.sh')], { encoding: 'utf8' });
+  test.each(['install-agent.sh', 's3-download.sh'])('the script file %s passes', (file) => {
+    const run = spawnSync('shellcheck', [path.join(__dirname, '../../lib/install/scripts', file)], { encoding: 'utf8' });
     expect(run.stdout).toBe('');
     expect(run.status).toBe(0);
   });
