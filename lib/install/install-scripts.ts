@@ -70,13 +70,27 @@ function quote(value: string): string {
   return `'${value}'`;
 }
 
+/**
+ * Whole-line comments that stay in the document: the shebang, shellcheck directives (the
+ * rendered script is linted) and PowerShell #Requires.
+ */
+const KEPT_COMMENT = /^\s*#(!|\s*shellcheck\s|requires\s)/i;
+
+/**
+ * The lines of a script file, without its whole-line comments: SSM documents are limited to
+ * 64 KB and the comments stay in the library's source. Refuses heredocs and here-strings,
+ * inside which a line starting with # would be text, not a comment.
+ */
 function readScript(file: string): string[] {
   const text = fs.readFileSync(path.join(SCRIPTS_DIR, file), 'utf8');
   if (text.includes('{{')) {
     // SSM would substitute parameters there: only the generated header may reference them.
     throw new Error(`${file} must not contain '{{'`);
   }
-  return text.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n');
+  const lines = text.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n');
+  const multiLine = lines.find((line) => /<<-?\s*['"]?\w+['"]?\s*$|@['"]\s*$/.test(line));
+  if (multiLine !== undefined) throw new Error(`${file}: no heredocs or here-strings (${multiLine.trim()})`);
+  return lines.filter((line) => !/^\s*#/.test(line) || KEPT_COMMENT.test(line));
 }
 
 /** The aws:runShellScript lines: the Linux script with its settings header. */
@@ -112,8 +126,8 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  // The S3 download functions, without their shellcheck directive for the standalone file.
-  const s3Download = readScript('s3-download.sh').filter((line) => !line.startsWith('# shellcheck shell='));
+  // The S3 download functions, without the shellcheck directive of the standalone file.
+  const s3Download = readScript('s3-download.sh').filter((line) => !/^# shellcheck shell=/.test(line));
   return [shebang, ...header, ...s3Download, ...body];
 }
 
