@@ -447,8 +447,8 @@ function Main {
     Finish 'unsupported-platform' 11
   }
   $package = $AgentPackages[$key]
-  Enter-RunLock $package.Service
   $Script:ProductName = $package.Name
+  Enter-RunLock $package.Service
   $Script:StateDir = New-PrivateDirectory (Join-Path (Join-Path $env:ProgramData 'cdk-agent-fleet') $package.Service)
   $previous = Get-InstalledProduct $package.Name
 
