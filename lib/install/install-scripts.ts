@@ -33,6 +33,11 @@ export interface ScriptSettings {
   readonly lockWaitSeconds: number;
   /** Seconds a Linux run waits for a busy package manager before it ends `package-manager-busy`. */
   readonly packageManagerWaitSeconds: number;
+  /**
+   * `https://host:port` of an S3-compatible server the Linux script sends its signed requests
+   * to, path-style. Empty: the bucket's regional AWS endpoint. Only tests set it.
+   */
+  readonly s3Endpoint?: string;
 }
 
 /** The health window when the construct is given none: catches a crash within 30 s. */
@@ -74,13 +79,28 @@ function quote(value: string): string {
   return `'${value}'`;
 }
 
+/**
+ * Whole-line comments that stay in the document: the shebang, shellcheck directives (the
+ * rendered script is linted) and PowerShell #Requires.
+ */
+const KEPT_COMMENT = /^\s*#(!|\s*shellcheck\s|requires\s)/i;
+
+/**
+ * The lines of a script file, without its whole-line comments: SSM documents are limited to
+ * 64 KB and the comments stay in the library's source. Refuses heredocs and here-strings,
+ * inside which a line starting with # would be text, not a comment.
+ */
 function readScript(file: string): string[] {
   const text = fs.readFileSync(path.join(SCRIPTS_DIR, file), 'utf8');
   if (text.includes('{{')) {
     // SSM would substitute parameters there: only the generated header may reference them.
     throw new Error(`${file} must not contain '{{'`);
   }
-  return text.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n');
+  const lines = text.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n');
+  // A here-string opens with @" or @' (not bash's "$@" at the end of a line).
+  const multiLine = lines.find((line) => /<<-?\s*['"]?\w+['"]?\s*$|(^|[\s=(])@['"]\s*$/.test(line));
+  if (multiLine !== undefined) throw new Error(`${file}: no heredocs or here-strings (${multiLine.trim()})`);
+  return lines.filter((line) => !/^\s*#/.test(line) || KEPT_COMMENT.test(line));
 }
 
 /** The aws:runShellScript lines: the Linux script with its settings header. */
@@ -97,6 +117,7 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     `AGENT_LOCK_WAIT=${quote(String(settings.lockWaitSeconds))}`,
     `AGENT_PM_WAIT=${quote(String(settings.packageManagerWaitSeconds))}`,
     `AGENT_PACKAGES=${quote(linux.map(packageKey).join(' '))}`,
+    `AGENT_S3_ENDPOINT=${quote(settings.s3Endpoint ?? '')}`,
     '# shellcheck disable=SC2034 # read through ${!name} by pkg_field',
     '{',
     '  :',
@@ -112,11 +133,13 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
       ];
     }),
     '}',
-    'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_HEALTH_WINDOW AGENT_LOCK_WAIT AGENT_PM_WAIT AGENT_PACKAGES',
+    'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_HEALTH_WINDOW AGENT_LOCK_WAIT AGENT_PM_WAIT AGENT_PACKAGES AGENT_S3_ENDPOINT',
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  return [shebang, ...header, ...body];
+  // The S3 download functions, without the shellcheck directive of the standalone file.
+  const s3Download = readScript('s3-download.sh').filter((line) => !/^# shellcheck shell=/.test(line));
+  return [shebang, ...header, ...s3Download, ...body];
 }
 
 /** The aws:runPowerShellScript lines: the Windows script with its settings header. */
@@ -130,11 +153,14 @@ export function renderWindowsScript(packages: AgentPackage[], settings: ScriptSe
     `$AgentProxyUrl = ${quote(parameterReference('proxyUrl'))}`,
     `$AgentServiceCheckAttempts = ${settings.serviceCheckAttempts}`,
     `$AgentServiceCheckIntervalSeconds = ${settings.serviceCheckIntervalSeconds}`,
+    `$AgentLockWaitSeconds = ${settings.lockWaitSeconds}`,
+    `$AgentPackageManagerWaitSeconds = ${settings.packageManagerWaitSeconds}`,
+    '$AgentPackageManagerRetrySeconds = 15',
     '$AgentPackages = @{',
     ...msi.map((pkg) => `  ${quote(packageKey(pkg))} = @{ Source = ${quote(packageSource(pkg))}; Region = ${quote(packageRegion(pkg))}; `
       + `Sha256 = ${quote(pkg.sha256.toLowerCase())}; Version = ${quote(pkg.version)}; Name = ${quote(pkg.packageName)}; Service = ${quote(pkg.serviceName)} }`),
     '}',
     '# --- end of settings ---',
   ];
-  return [...header, ...readScript('install-agent.ps1')];
+  return [...header, ...readScript('s3-download.ps1'), ...readScript('install-agent.ps1')];
 }

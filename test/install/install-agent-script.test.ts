@@ -219,7 +219,7 @@ describe('the Linux install script, run in a sandbox', () => {
     expect(run.result).toMatchObject({ outcome: 'imds-unavailable', imdsVersion: 'none' });
   });
 
-  test('a Debian arm64 host gets the DEB arm64 package from S3, with the bucket region', () => {
+  test('a Debian arm64 host gets the DEB arm64 package from S3, with the bucket region and without the AWS CLI', () => {
     // GIVEN an RPM and a DEB for arm64 in a bucket
     const stack = new Stack(new App(), 'Stack', { env: { account: '111122223333', region: 'eu-west-1' } });
     const bucket = s3.Bucket.fromBucketName(stack, 'Packages', 'agent-packages');
@@ -228,7 +228,7 @@ describe('the Linux install script, run in a sandbox', () => {
       format: PackageFormat.DEB, architecture: ec2.InstanceArchitecture.ARM_64,
       sha256: sha256(debContent), version: '1.2.3', serviceName: 'security-agent',
     });
-    const box = sandbox({ format: 'DEB', machine: 'aarch64' });
+    const box = sandbox({ format: 'DEB', machine: 'aarch64', instanceProfile: 'agent-role' });
     box.putObject('agent-packages', 'agent/1.2.3/agent_1.2.3_arm64.deb', debContent);
 
     // WHEN (the bucket region is a literal here: no tokens to resolve)
@@ -237,8 +237,31 @@ describe('the Linux install script, run in a sandbox', () => {
     // THEN
     expect(run.result.outcome).toBe('installed');
     expect(box.installedVersion('security-agent')).toBe('1.2.3');
-    expect(run.calls).toContainEqual(expect.stringMatching(/^aws s3 cp --only-show-errors --region eu-west-1 s3:\/\/agent-packages\/agent\/1\.2\.3\/agent_1\.2\.3_arm64\.deb /));
+    // a signed GET from the regional endpoint with the instance profile's key: no AWS CLI on the PATH
+    expect(run.calls).toContainEqual(expect.stringMatching(
+      /^s3 GET https:\/\/agent-packages\.s3\.eu-west-1\.amazonaws\.com\/agent\/1\.2\.3\/agent_1\.2\.3_arm64\.deb signed-by=ASIASANDBOX\/\d{8}\/eu-west-1\/s3\/aws4_request, /));
+    expect(run.stderr).toContain('signed with the instance profile role agent-role');
     expect(run.calls).toContainEqual(expect.stringMatching(/^dpkg -i /));
+  });
+
+  test.each([
+    ['a tampered S3 object is refused by the hash check', 'agent-role', 'hash-mismatch', 13, 'SHA-256 mismatch'],
+    ['an instance without credentials ends download-failed, saying why', undefined, 'download-failed', 12, 'no AWS credentials to read s3://agent-packages/agent.rpm'],
+  ])('%s', (_name, instanceProfile, outcome, status, reason) => {
+    const stack = new Stack(new App(), 'Stack', { env: { account: '111122223333', region: 'us-east-1' } });
+    const pkg = AgentPackage.fromBucket(s3.Bucket.fromBucketName(stack, 'Packages', 'agent-packages'), 'agent.rpm', {
+      format: PackageFormat.RPM, architecture: ec2.InstanceArchitecture.X86_64, sha256: sha256(NEW), version: '1.2.3', serviceName: 'agent',
+    });
+    const box = sandbox({ instanceProfile, installed: { agent: '1.1.0-1' } });
+    box.putObject('agent-packages', 'agent.rpm', fakePackage('agent', '6.6.6'));
+
+    const run = installed(box, [pkg]);
+
+    expect(run.status).toBe(status);
+    expect(run.result.outcome).toBe(outcome);
+    expect(run.stderr).toContain(reason);
+    expect(box.installedVersion('agent')).toBe('1.1.0-1');
+    expect(run.calls.filter((c) => c.startsWith('rpm -U'))).toEqual([]);
   });
 
   test('a host without a package for its architecture is reported as unsupported', () => {
@@ -307,8 +330,8 @@ describe('parameters reach the script only after SSM validated them', () => {
 
 const shellcheck = spawnSync('shellcheck', ['--version']).status === 0;
 (shellcheck ? describe : describe.skip)('shellcheck', () => {
-  test('the script file passes', () => {
-    const run = spawnSync('shellcheck', [path.join(__dirname, '../../lib/install/scripts/install-agent.sh')], { encoding: 'utf8' });
+  test.each(['install-agent.sh', 's3-download.sh'])('the script file %s passes', (file) => {
+    const run = spawnSync('shellcheck', [path.join(__dirname, '../../lib/install/scripts', file)], { encoding: 'utf8' });
     expect(run.stdout).toBe('');
     expect(run.status).toBe(0);
   });

@@ -13,7 +13,7 @@ import { renderLinuxScript } from '../../lib/install/install-scripts';
 import { AgentPackage } from '../../lib';
 
 /** Real tools the script may use; anything else must be a stand-in. */
-const REAL_TOOLS = ['bash', 'mktemp', 'chmod', 'rm', 'cp', 'mv', 'cat', 'sha256sum', 'install', 'flock', 'sleep', 'mkdir', 'touch', 'grep', 'sed', 'cut', 'tr', 'head', 'basename', 'dirname', 'ls', 'env', 'setsid', 'stat', 'find'];
+const REAL_TOOLS = ['bash', 'mktemp', 'chmod', 'rm', 'cp', 'mv', 'cat', 'sha256sum', 'install', 'flock', 'sleep', 'mkdir', 'touch', 'grep', 'sed', 'cut', 'tr', 'head', 'basename', 'dirname', 'ls', 'env', 'setsid', 'stat', 'find', 'date'];
 
 const STAND_INS: Record<string, string> = {
   // IMDS at 169.254.169.254 (token, IMDSv1, tags) and https downloads from $SANDBOX/www.
@@ -32,24 +32,42 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+# Headers given as @file are read from the file, as curl does.
+all_headers=()
+for h in "\${headers[@]}"; do
+  case "$h" in @*) while IFS= read -r line; do all_headers+=("$line"); done < "\${h#@}" ;; *) all_headers+=("$h") ;; esac
+done
+token_header=""; authorization=""
+for h in "\${all_headers[@]}"; do
+  case "$h" in X-aws-ec2-metadata-token:*) token_header="\${h#*: }" ;; Authorization:*) authorization="\${h#*: }" ;; esac
+done
 echo "curl $method $url proto=$proto https_proxy=\${https_proxy:-} no_proxy=\${no_proxy:-}" >> "$SANDBOX/calls.log"
 status=404; body=""; body_file=""
 case "$url" in
   http://169.254.169.254/*)
     path="\${url#http://169.254.169.254}"
-    token_header=""
-    for h in "\${headers[@]}"; do case "$h" in X-aws-ec2-metadata-token:*) token_header="\${h#*: }" ;; esac; done
     if [ "$path" = /latest/api/token ]; then
       if [ "$method" = PUT ] && [ -f "$SANDBOX/imds/v2" ]; then status=200; body=TOKEN-1; else status=403; fi
     elif [ -z "$token_header" ] && [ ! -f "$SANDBOX/imds/v1" ]; then status=401
     elif [ -n "$token_header" ] && [ "$token_header" != TOKEN-1 ]; then status=401
     elif [ "$path" = /latest/meta-data/instance-id ]; then status=200; body=i-0123456789abcdef0
+    elif [ "$path" = /latest/meta-data/iam/security-credentials/ ]; then
+      if [ -f "$SANDBOX/imds/role" ]; then status=200; body="$(cat "$SANDBOX/imds/role")"; fi
+    elif [ -f "$SANDBOX/imds/role" ] && [ "$path" = "/latest/meta-data/iam/security-credentials/$(cat "$SANDBOX/imds/role")" ]; then
+      status=200; body='{"Code":"Success","AccessKeyId":"ASIASANDBOX","SecretAccessKey":"sandbox-secret","Token":"sandbox-token"}'
     elif [ "$path" = /latest/meta-data/tags/instance ]; then
       if [ -n "$(ls -A "$SANDBOX/imds/tags")" ]; then status=200; body="$(ls "$SANDBOX/imds/tags")"; fi
     else
       key="\${path#/latest/meta-data/tags/instance/}"
       if [ -f "$SANDBOX/imds/tags/$key" ]; then status=200; body="$(cat "$SANDBOX/imds/tags/$key")"; fi
     fi
+    ;;
+  https://*.s3.*.amazonaws.com/*)
+    # Signatures are checked for real in s3-download.test.ts; here only who signed.
+    echo "s3 GET $url signed-by=\${authorization#*Credential=}" >> "$SANDBOX/calls.log"
+    host="\${url#https://}"; host="\${host%%/*}"; key="\${url#https://$host/}"
+    case "$authorization" in "AWS4-HMAC-SHA256 Credential=ASIASANDBOX/"*) ;; *) status=403 ;; esac
+    if [ "$status" != 403 ] && [ -f "$SANDBOX/s3/\${host%%.s3.*}/$key" ]; then status=200; body_file="$SANDBOX/s3/\${host%%.s3.*}/$key"; fi
     ;;
   https://*)
     if [ "$proto" != "=https" ]; then echo "curl stand-in: download without --proto =https" >&2; exit 99; fi
@@ -63,16 +81,6 @@ if [ -n "$body_file" ]; then if [ -n "$out" ]; then cp "$body_file" "$out"; else
 elif [ -n "$out" ]; then printf '%s' "$body" > "$out"; else printf '%s' "$body"; fi
 [ -n "$write" ] && printf '%s' "$status"
 exit 0
-`,
-  aws: `
-echo "aws $*" >> "$SANDBOX/calls.log"
-[ "$1 $2" = "s3 cp" ] || exit 99
-src="" dst=""
-shift 2
-while [ $# -gt 0 ]; do case "$1" in --region) shift ;; --only-show-errors) ;; s3://*) src="$1" ;; *) dst="$1" ;; esac; shift; done
-obj="$SANDBOX/s3/\${src#s3://}"
-[ -f "$obj" ] || { echo "fatal error: An error occurred (404)" >&2; exit 1; }
-cp "$obj" "$dst"
 `,
   // A package file is text: name=<name>, version=<version>, optionally fail=install.
   rpm: `
@@ -130,6 +138,8 @@ export interface SandboxOptions {
   readonly imdsV2?: boolean;
   /** Whether the instance still answers IMDSv1. @default false */
   readonly imdsV1?: boolean;
+  /** The instance profile role whose credentials the metadata service hands out. @default none */
+  readonly instanceProfile?: string;
   /** Instance tags visible in instance metadata. @default {} */
   readonly tags?: Record<string, string>;
   /** Packages installed before the run: name → version. */
@@ -169,13 +179,14 @@ export class Sandbox {
       fs.symlinkSync(which(tool), path.join(bin, tool));
     }
     const managers = options.format === 'RPM' ? ['rpm', 'dnf'] : ['dpkg', 'dpkg-query', 'apt-get'];
-    for (const name of ['curl', 'aws', 'systemctl', 'uname', ...managers]) {
+    for (const name of ['curl', 'systemctl', 'uname', ...managers]) {
       // Package managers and systemctl run with a fresh environment: find the sandbox from the path.
       fs.writeFileSync(path.join(bin, name), `#!${which('bash')}\n: "\${SANDBOX:=$(cd "$(dirname "$0")/.." && pwd)}"\n${STAND_INS[name]}`, { mode: 0o755 });
     }
     fs.writeFileSync(path.join(this.dir, 'machine'), options.machine ?? 'x86_64');
     if (options.imdsV2 ?? true) fs.writeFileSync(path.join(this.dir, 'imds/v2'), '');
     if (options.imdsV1) fs.writeFileSync(path.join(this.dir, 'imds/v1'), '');
+    if (options.instanceProfile) fs.writeFileSync(path.join(this.dir, 'imds/role'), options.instanceProfile);
     for (const [key, value] of Object.entries(options.tags ?? {})) {
       fs.writeFileSync(path.join(this.dir, 'imds/tags', key), value);
     }

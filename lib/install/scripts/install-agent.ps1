@@ -3,33 +3,69 @@
 # This file is the body of the aws:runPowerShellScript step of an AgentInstallDocument. At synth
 # the construct puts a header of settings before it: $AgentAction, $AgentMode, $AgentTagKey and
 # $AgentProxyUrl (document parameters SSM checked against allowedValues / allowedPattern), the
-# service check timing, and $AgentPackages, the pinned MSI packages by key (MSI_X86_64, MSI_ARM64),
-# all validated at synth.
+# service check timing, the lock and Windows Installer waits, and $AgentPackages, the pinned MSI
+# packages by key (MSI_X86_64, MSI_ARM64), all validated at synth; then the S3 download functions.
 #
 # The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag.
+# Outcomes and exit statuses are those of install-agent.sh, plus reboot-required (exit 3010: SSM
+# restarts the instance and runs this step again, which then checks the service).
 Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
+# Adds TLS 1.2 for Windows PowerShell 5.1 on older .NET defaults, keeping whatever else is on (TLS 1.3).
+[Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
 
 $Imds = 'http://169.254.169.254'
 $Script:ImdsVersion = 'none'
 $Script:ImdsToken = ''
 $Script:TagState = 'unknown'
-$Script:PackageVersion = ''
+$Script:ProductName = ''
 $Script:WorkDir = $null
+$Script:StateDir = $null
+$Script:RunLock = $null
 
 function Write-Log([string] $Message) { [Console]::Error.WriteLine($Message) }
 
+# Ends the run with the one JSON line; version is the agent's version installed at that moment.
 function Finish([string] $Outcome, [int] $ExitCode) {
   if ($Script:WorkDir -and (Test-Path -LiteralPath $Script:WorkDir)) {
     Remove-Item -LiteralPath $Script:WorkDir -Recurse -Force -ErrorAction SilentlyContinue
   }
+  $version = ''
+  if ($Script:ProductName) {
+    try { $product = Get-InstalledProduct $Script:ProductName; if ($product) { $version = $product.Version } } catch { Write-Log 'could not read the installed version' }
+  }
   $result = [ordered]@{
-    action = $AgentAction; outcome = $Outcome; version = $Script:PackageVersion
+    action = $AgentAction; outcome = $Outcome; version = $version
     imdsVersion = $Script:ImdsVersion; tag = $Script:TagState
   }
   Write-Output ($result | ConvertTo-Json -Compress)
+  if ($Script:RunLock) { $Script:RunLock.ReleaseMutex(); $Script:RunLock.Dispose() }
   exit $ExitCode
+}
+
+# One run at a time per agent: a named kernel mutex. Unlike a file it cannot be deleted (Uninstall
+# removes the state directory), no child process inherits it, and Windows hands it to the next run
+# (as abandoned) if this one dies.
+function Enter-RunLock([string] $Service) {
+  $name = 'Global\cdk-agent-fleet-' + ($Service -replace '[^A-Za-z0-9_.-]', '_')
+  try { $mutex = [System.Threading.Mutex]::new($false, $name) }
+  catch { Write-Log "could not open the run lock ${name}: $($_.Exception.Message)"; Finish 'busy' 14 }
+  try {
+    $acquired = $mutex.WaitOne([TimeSpan]::FromSeconds($AgentLockWaitSeconds))
+  } catch {
+    # PowerShell wraps what a .NET method throws: look inside.
+    $abandoned = $_.Exception -is [System.Threading.AbandonedMutexException] -or $_.Exception.InnerException -is [System.Threading.AbandonedMutexException]
+    if (-not $abandoned) { throw }
+    Write-Log 'the previous run ended without releasing the run lock; taking it over'
+    $acquired = $true
+  }
+  if (-not $acquired) {
+    Write-Log "another run held the run lock for ${AgentLockWaitSeconds}s"
+    $mutex.Dispose()
+    Finish 'busy' 14
+  }
+  $Script:RunLock = $mutex
 }
 
 # The instance metadata service is never reached through a proxy. HttpWebRequest works the
@@ -123,7 +159,8 @@ function Get-Architecture {
   }
 }
 
-# The installed product (DisplayName = the package name) from the uninstall registry keys.
+# The installed product (DisplayName = the package name) from the uninstall registry keys, as
+# { Key, Version }: Version is '' when the product has no DisplayVersion.
 function Get-InstalledProduct([string] $Name) {
   $roots = @(
     'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\*',
@@ -133,7 +170,10 @@ function Get-InstalledProduct([string] $Name) {
     $product = Get-ItemProperty -Path $root -ErrorAction SilentlyContinue |
       Where-Object { $_.PSObject.Properties['DisplayName'] -and $_.DisplayName -eq $Name } |
       Select-Object -First 1
-    if ($product) { return $product }
+    if ($product) {
+      $version = $product.PSObject.Properties['DisplayVersion']
+      return [pscustomobject]@{ Key = $product.PSChildName; Version = if ($version) { [string] $version.Value } else { '' } }
+    }
   }
   return $null
 }
@@ -143,25 +183,64 @@ function Test-VersionMatch([string] $Installed, [string] $Wanted) {
   return ($Installed -eq $Wanted) -or ($Installed -like "$Wanted.*") -or ($Installed -like "$Wanted-*")
 }
 
-function Invoke-Msiexec([string[]] $Arguments) {
-  $process = Start-Process -FilePath 'msiexec.exe' -ArgumentList $Arguments -Wait -PassThru -WindowStyle Hidden
-  # 3010: success, a reboot is pending.
-  return ($process.ExitCode -eq 0 -or $process.ExitCode -eq 3010)
+# What msiexec's exit code means here (Windows Installer error codes).
+function Get-MsiexecResult([int] $Code) {
+  switch ($Code) {
+    0 { return 'success' }
+    3010 { return 'reboot-required' }  # ERROR_SUCCESS_REBOOT_REQUIRED: done, a restart completes it
+    1641 { return 'reboot-initiated' } # ERROR_SUCCESS_REBOOT_INITIATED: done, the installer started a restart
+    1618 { return 'busy' }             # ERROR_INSTALL_ALREADY_RUNNING: another installation holds Windows Installer
+    default { return 'failed' }
+  }
 }
 
-function Install-Msi([string] $File) {
-  $log = Join-Path $Script:WorkDir 'msiexec.log'
-  return Invoke-Msiexec @('/i', "`"$File`"", '/qn', '/norestart', '/l*v', "`"$log`"")
+# Prints the end of an msiexec log and keeps a copy in the state directory: the work directory,
+# where msiexec wrote it, is deleted when the run ends.
+function Write-MsiexecLogTail([string] $LogFile) {
+  if (-not (Test-Path -LiteralPath $LogFile)) { Write-Log 'msiexec wrote no log'; return }
+  Write-Log "the last lines of the msiexec log:"
+  # Get-Content honours the log's byte order mark (msiexec writes UTF-16).
+  Get-Content -LiteralPath $LogFile -Tail 40 | ForEach-Object { Write-Log "  $_" }
+  if ($Script:StateDir) {
+    Copy-Item -LiteralPath $LogFile -Destination (Join-Path $Script:StateDir 'last-failed-msiexec.log') -Force -ErrorAction SilentlyContinue
+  }
 }
 
-function Uninstall-Product($Product) {
-  return Invoke-Msiexec @('/x', $Product.PSChildName, '/qn', '/norestart')
+# Runs msiexec with a verbose log, waiting while another installation holds Windows Installer
+# (1618), and returns the result word of Get-MsiexecResult.
+function Invoke-Msiexec([string[]] $Arguments, [string] $Name) {
+  $logFile = Join-Path $Script:WorkDir "msiexec-$Name.log"
+  $deadline = (Get-Date).AddSeconds($AgentPackageManagerWaitSeconds)
+  while ($true) {
+    $process = Start-Process -FilePath (Join-Path $env:SystemRoot 'System32\msiexec.exe') -ArgumentList ($Arguments + @('/qn', '/norestart', '/l*v', "`"$logFile`"")) -Wait -PassThru -WindowStyle Hidden
+    $result = Get-MsiexecResult $process.ExitCode
+    if ($result -ne 'busy' -or (Get-Date) -ge $deadline) { break }
+    Write-Log "another installation is in progress (msiexec 1618); trying again in ${AgentPackageManagerRetrySeconds}s"
+    Start-Sleep -Seconds $AgentPackageManagerRetrySeconds
+  }
+  if ($result -eq 'busy') { Write-Log "Windows Installer stayed busy for ${AgentPackageManagerWaitSeconds}s" }
+  if ($result -eq 'failed') {
+    Write-Log "msiexec exited with $($process.ExitCode)"
+    Write-MsiexecLogTail $logFile
+  }
+  if ($result -like 'reboot-*') { Write-Log "msiexec exited with $($process.ExitCode) ($result)" }
+  return $result
 }
+
+function Install-Msi([string] $File) { return Invoke-Msiexec @('/i', "`"$File`"") 'install' }
+
+# Reinstalls every file and registry entry of the pinned version (repair of a broken install).
+function Repair-Msi([string] $File) { return Invoke-Msiexec @('/i', "`"$File`"", 'REINSTALL=ALL', 'REINSTALLMODE=vamus') 'repair' }
+
+function Uninstall-Product($Product) { return Invoke-Msiexec @('/x', $Product.Key) 'uninstall' }
 
 # The service must be running on two checks in a row: a crash right after start is a failure.
-function Test-ServiceUp([string] $Name) {
-  try { Set-Service -Name $Name -StartupType Automatic } catch { Write-Log "could not set $Name to start automatically" }
-  try { Restart-Service -Name $Name -Force } catch { Write-Log "could not restart ${Name}: $($_.Exception.Message)" }
+# With -Restart it is (re)started first; without, it is only watched.
+function Test-ServiceUp([string] $Name, [switch] $Restart) {
+  if ($Restart) {
+    try { Set-Service -Name $Name -StartupType Automatic } catch { Write-Log "could not set $Name to start automatically" }
+    try { Restart-Service -Name $Name -Force } catch { Write-Log "could not restart ${Name}: $($_.Exception.Message)" }
+  }
   $running = 0
   for ($attempt = 1; $attempt -le $AgentServiceCheckAttempts; $attempt++) {
     $service = Get-Service -Name $Name -ErrorAction SilentlyContinue
@@ -177,19 +256,8 @@ function Test-ServiceUp([string] $Name) {
 function Get-Package([hashtable] $Package, [string] $File) {
   $source = $Package.Source
   if ($source.StartsWith('s3://')) {
-    $rest = $source.Substring(5)
-    $bucket = $rest.Substring(0, $rest.IndexOf('/'))
-    $key = $rest.Substring($rest.IndexOf('/') + 1)
-    if (Get-Command Read-S3Object -ErrorAction SilentlyContinue) {
-      Read-S3Object -BucketName $bucket -Key $key -File $File -Region $Package.Region | Out-Null
-    } elseif (Get-Command aws -ErrorAction SilentlyContinue) {
-      & aws s3 cp --only-show-errors --region $Package.Region $source $File
-      if ($LASTEXITCODE -ne 0) { throw "aws s3 cp exited with $LASTEXITCODE" }
-    } else {
-      throw 'AWS Tools for PowerShell or the AWS CLI is needed to download from S3'
-    }
+    Get-S3Object $source $Package.Region $File
   } elseif ($source.StartsWith('https://')) {
-    [Net.ServicePointManager]::SecurityProtocol = [Net.SecurityProtocolType]::Tls12
     $arguments = @{ Uri = $source; OutFile = $File; UseBasicParsing = $true; TimeoutSec = 900 }
     if ($AgentProxyUrl) { $arguments['Proxy'] = $AgentProxyUrl }
     Invoke-WebRequest @arguments
@@ -198,35 +266,148 @@ function Get-Package([hashtable] $Package, [string] $File) {
   }
 }
 
-function Invoke-Rollback([string] $Reason, [hashtable] $Package, [string] $StateDir, $Previous) {
+# Downloads the pinned package into the work directory and checks its SHA-256; ends the run when
+# either fails.
+function Get-VerifiedPackage([hashtable] $Package) {
+  $file = Join-Path $Script:WorkDir 'agent.msi'
+  try { Get-Package $Package $file } catch { Write-Log "could not download the package: $($_.Exception.Message)"; Finish 'download-failed' 12 }
+  $actual = (Get-FileHash -LiteralPath $file -Algorithm SHA256).Hash.ToLowerInvariant()
+  if ($actual -ne $Package.Sha256) {
+    Write-Log "SHA-256 mismatch: expected $($Package.Sha256), got $actual; nothing installed"
+    Finish 'hash-mismatch' 13
+  }
+  return $file
+}
+
+function Get-StatePath([string] $Name) { return Join-Path $Script:StateDir $Name }
+
+# The last good package kept by an earlier run, if its recorded hash still matches: { File, Version }.
+function Get-LastGood {
+  $file = Get-StatePath 'last-good.msi'
+  $versionFile = Get-StatePath 'last-good.version'
+  $shaFile = Get-StatePath 'last-good.sha256'
+  if (-not ((Test-Path -LiteralPath $file) -and (Test-Path -LiteralPath $versionFile) -and (Test-Path -LiteralPath $shaFile))) { return $null }
+  $version = [System.IO.File]::ReadAllText($versionFile).Trim()
+  if ((Get-FileHash -LiteralPath $file -Algorithm SHA256).Hash.ToLowerInvariant() -ne [System.IO.File]::ReadAllText($shaFile).Trim()) {
+    Write-Log "the kept copy of $version does not match its recorded SHA-256; not using it"
+    return $null
+  }
+  return @{ File = $file; Version = $version }
+}
+
+function Save-LastGood([string] $File, [hashtable] $Package) {
+  Copy-Item -LiteralPath $File -Destination (Get-StatePath 'last-good.msi.new') -Force
+  Move-Item -LiteralPath (Get-StatePath 'last-good.msi.new') -Destination (Get-StatePath 'last-good.msi') -Force
+  Set-Content -LiteralPath (Get-StatePath 'last-good.version') -Value $Package.Version -NoNewline
+  Set-Content -LiteralPath (Get-StatePath 'last-good.sha256') -Value $Package.Sha256 -NoNewline
+}
+
+# An install that has not been seen healthy yet: { version, previous, outcome }, kept across a
+# restart (with the package in pending.msi) or an interrupted run.
+function Get-Pending {
+  $file = Get-StatePath 'pending.json'
+  if (-not (Test-Path -LiteralPath $file)) { return $null }
+  try { $pending = [System.IO.File]::ReadAllText($file) | ConvertFrom-Json } catch { return $null }
+  foreach ($name in @('version', 'previous', 'outcome')) { if (-not $pending.PSObject.Properties[$name]) { return $null } }
+  return $pending
+}
+
+function Set-Pending([hashtable] $Package, [string] $PreviousVersion, [string] $Outcome) {
+  $pending = [ordered]@{ version = $Package.Version; previous = $PreviousVersion; outcome = $Outcome }
+  Set-Content -LiteralPath (Get-StatePath 'pending.json') -Value ($pending | ConvertTo-Json -Compress) -NoNewline
+}
+
+function Remove-Pending {
+  foreach ($name in @('pending.json', 'pending.msi')) { Remove-Item -LiteralPath (Get-StatePath $name) -Force -ErrorAction SilentlyContinue }
+}
+
+# Puts back what was there before: removes a fresh install, or reinstalls the kept last good
+# version ($PreviousVersion: what was installed before the change, '' for nothing). Never returns.
+function Invoke-Rollback([string] $Reason, [hashtable] $Package, [string] $PreviousVersion) {
   Write-Log "$Reason; rolling back"
-  if (-not $Previous) {
+  Remove-Pending
+  if (-not $PreviousVersion) {
     $product = Get-InstalledProduct $Package.Name
-    if ($product -and -not (Uninstall-Product $product)) { Write-Log "could not remove the failed install of $($Package.Name)" }
-    Finish 'rolled-back' 1
+    if ($product) {
+      try { Stop-Service -Name $Package.Service -Force } catch { Write-Log "could not stop $($Package.Service)" }
+      if ((Uninstall-Product $product) -in @('failed', 'busy')) {
+        Write-Log "could not remove the failed install of $($Package.Name)"
+        Finish 'rollback-failed' 21
+      }
+    }
+    Finish 'rolled-back' 20
   }
-  $kept = Join-Path $StateDir 'last-good.msi'
-  $keptVersionFile = Join-Path $StateDir 'last-good.version'
-  $keptShaFile = Join-Path $StateDir 'last-good.sha256'
-  if (-not ((Test-Path -LiteralPath $kept) -and (Test-Path -LiteralPath $keptVersionFile) -and (Test-Path -LiteralPath $keptShaFile))) {
-    Write-Log "no copy of the previous version ($($Previous.DisplayVersion)) was kept; left as it is"
-    Finish 'failed' 1
+  $kept = Get-LastGood
+  if (-not $kept -or -not (Test-VersionMatch $PreviousVersion $kept.Version)) {
+    Write-Log "no copy of the previous version ($PreviousVersion) was kept; left as it is, and the next Install tries again"
+    Set-Pending $Package $PreviousVersion 'upgraded'
+    Finish 'rollback-impossible' 22
   }
-  $keptVersion = (Get-Content -LiteralPath $keptVersionFile -Raw).Trim()
-  if (-not (Test-VersionMatch $Previous.DisplayVersion $keptVersion)) {
-    Write-Log "no copy of the previous version ($($Previous.DisplayVersion)) was kept; left as it is"
-    Finish 'failed' 1
+  $result = Install-Msi $kept.File
+  if ($result -like 'reboot-*') { Write-Log "going back to $($kept.Version) completes with the next restart" }
+  if ($result -notin @('failed', 'busy') -and (Test-ServiceUp $Package.Service -Restart)) {
+    Write-Log "went back to $($kept.Version)"
+    Finish 'rolled-back' 20
   }
-  $keptSha = (Get-Content -LiteralPath $keptShaFile -Raw).Trim()
-  if ((Get-FileHash -LiteralPath $kept -Algorithm SHA256).Hash.ToLowerInvariant() -ne $keptSha) {
-    Write-Log "the kept copy of $keptVersion does not match its recorded SHA-256; not reinstalling it"
-    Finish 'rollback-failed' 1
+  Finish 'rollback-failed' 21
+}
+
+# Installs the verified package over whatever is there; ends the run with its outcome.
+function Install-Pinned([string] $File, [hashtable] $Package, [string] $PreviousVersion) {
+  $outcome = if ($PreviousVersion) { 'upgraded' } else { 'installed' }
+  Set-Pending $Package $PreviousVersion $outcome
+  $result = Install-Msi $File
+  if ($result -eq 'busy') { Remove-Pending; Finish 'package-manager-busy' 15 }
+  if ($result -eq 'failed') { Invoke-Rollback "msiexec could not install $($Package.Version)" $Package $PreviousVersion }
+  if ($result -like 'reboot-*') {
+    # SSM restarts the instance on exit 3010 and runs this step again, which checks the service.
+    Copy-Item -LiteralPath $File -Destination (Get-StatePath 'pending.msi') -Force
+    Finish 'reboot-required' 3010
   }
-  if ((Install-Msi $kept) -and (Test-ServiceUp $Package.Service)) {
-    $Script:PackageVersion = $keptVersion
-    Finish 'rolled-back' 1
+  if (-not (Test-ServiceUp $Package.Service -Restart)) { Invoke-Rollback "service $($Package.Service) did not come up" $Package $PreviousVersion }
+  Save-LastGood $File $Package
+  Remove-Pending
+  Finish $outcome 0
+}
+
+# The pinned version is installed: check the service, and repair it when it is not healthy
+# (restart it, then reinstall the pinned version). Never returns.
+function Repair-Agent([hashtable] $Package) {
+  if (Test-ServiceUp $Package.Service) { Finish 'already-installed' 0 }
+  Write-Log "service $($Package.Service) is not healthy; restarting it"
+  if (Test-ServiceUp $Package.Service -Restart) { Finish 'repaired' 0 }
+  Write-Log "service $($Package.Service) did not stay up after a restart; reinstalling $($Package.Version)"
+  $file = Get-VerifiedPackage $Package
+  $result = Repair-Msi $file
+  if ($result -eq 'busy') { Finish 'package-manager-busy' 15 }
+  if ($result -like 'reboot-*') { Finish 'reboot-required' 3010 }
+  if ($result -eq 'success' -and (Test-ServiceUp $Package.Service -Restart)) {
+    Save-LastGood $file $Package
+    Finish 'repaired' 0
   }
-  Finish 'rollback-failed' 1
+  Write-Log "service $($Package.Service) is still not healthy after reinstalling $($Package.Version)"
+  Finish 'repair-failed' 23
+}
+
+function Invoke-Install([hashtable] $Package, $Previous) {
+  $previousVersion = if ($Previous) { $Previous.Version } else { '' }
+  if ($Previous -and (Test-VersionMatch $Previous.Version $Package.Version)) {
+    $pending = Get-Pending
+    if (-not $pending) { Repair-Agent $Package }
+    if ($pending.version -eq $Package.Version -and (Test-Path -LiteralPath (Get-StatePath 'pending.msi'))) {
+      # The step again after the restart an install asked for (3010, 1641).
+      if (Test-ServiceUp $Package.Service) {
+        Save-LastGood (Get-StatePath 'pending.msi') $Package
+        Remove-Pending
+        Finish $pending.outcome 0
+      }
+      Invoke-Rollback "service $($Package.Service) did not come up after the restart" $Package $pending.previous
+    }
+    Write-Log "an earlier install of $($Package.Version) did not finish; installing it again"
+    $previousVersion = $pending.previous
+  }
+  $file = Get-VerifiedPackage $Package
+  Install-Pinned $file $Package $previousVersion
 }
 
 function New-PrivateDirectory([string] $Path) {
@@ -248,10 +429,10 @@ function Main {
 
   if (-not (Connect-Imds)) {
     Write-Log 'the instance metadata service did not answer'
-    if ($AgentAction -ne 'Uninstall') { Finish 'imds-unavailable' 1 }
+    if ($AgentAction -ne 'Uninstall') { Finish 'imds-unavailable' 10 }
   } elseif (-not (Read-Tag)) {
     Write-Log "could not read tag $AgentTagKey from the instance metadata service"
-    if ($AgentAction -ne 'Uninstall') { Finish 'imds-unavailable' 1 }
+    if ($AgentAction -ne 'Uninstall') { Finish 'imds-unavailable' 10 }
   }
 
   switch (Get-Decision) {
@@ -263,47 +444,34 @@ function Main {
   $key = "MSI_$architecture"
   if (-not $architecture -or -not $AgentPackages.ContainsKey($key)) {
     Write-Log "the document has no MSI package for this CPU architecture"
-    Finish 'unsupported-platform' 1
+    Finish 'unsupported-platform' 11
   }
   $package = $AgentPackages[$key]
-  $Script:PackageVersion = $package.Version
-  $stateDir = New-PrivateDirectory (Join-Path (Join-Path $env:ProgramData 'cdk-agent-fleet') $package.Service)
+  $Script:ProductName = $package.Name
+  Enter-RunLock $package.Service
+  $Script:StateDir = New-PrivateDirectory (Join-Path (Join-Path $env:ProgramData 'cdk-agent-fleet') $package.Service)
   $previous = Get-InstalledProduct $package.Name
 
   switch ($AgentAction) {
-    'Install' {
-      if ($previous -and (Test-VersionMatch $previous.DisplayVersion $package.Version)) { Finish 'already-installed' 0 }
-      $file = Join-Path $Script:WorkDir 'agent.msi'
-      try { Get-Package $package $file } catch { Write-Log "could not download the package: $($_.Exception.Message)"; Finish 'download-failed' 1 }
-      $actual = (Get-FileHash -LiteralPath $file -Algorithm SHA256).Hash.ToLowerInvariant()
-      if ($actual -ne $package.Sha256) {
-        Write-Log "SHA-256 mismatch: expected $($package.Sha256), got $actual; nothing installed"
-        Finish 'hash-mismatch' 1
-      }
-      if (-not (Install-Msi $file)) { Invoke-Rollback "msiexec could not install $($package.Version)" $package $stateDir $previous }
-      if (-not (Test-ServiceUp $package.Service)) { Invoke-Rollback "service $($package.Service) did not come up" $package $stateDir $previous }
-      Copy-Item -LiteralPath $file -Destination (Join-Path $stateDir 'last-good.msi') -Force
-      Set-Content -LiteralPath (Join-Path $stateDir 'last-good.version') -Value $package.Version -NoNewline
-      Set-Content -LiteralPath (Join-Path $stateDir 'last-good.sha256') -Value $package.Sha256 -NoNewline
-      if ($previous) { Finish 'upgraded' 0 }
-      Finish 'installed' 0
-    }
+    'Install' { Invoke-Install $package $previous }
     'Uninstall' {
       if (-not $previous) { Finish 'not-installed' 0 }
-      $Script:PackageVersion = $previous.DisplayVersion
       try { Stop-Service -Name $package.Service -Force } catch { Write-Log "could not stop $($package.Service)" }
-      if (-not (Uninstall-Product $previous)) { Finish 'failed' 1 }
-      Remove-Item -LiteralPath $stateDir -Recurse -Force -ErrorAction SilentlyContinue
+      $result = Uninstall-Product $previous
+      if ($result -eq 'busy') { Finish 'package-manager-busy' 15 }
+      if ($result -eq 'failed') { Finish 'failed' 1 }
+      Remove-Item -LiteralPath $Script:StateDir -Recurse -Force -ErrorAction SilentlyContinue
+      if ($result -like 'reboot-*') { Finish 'reboot-required' 3010 }
       Finish 'uninstalled' 0
     }
     'Verify' {
-      if (-not $previous) { Finish 'not-installed' 1 }
-      if (-not (Test-VersionMatch $previous.DisplayVersion $package.Version)) {
-        Write-Log "installed $($previous.DisplayVersion), expected $($package.Version)"
-        Finish 'wrong-version' 1
+      if (-not $previous) { Finish 'not-installed' 32 }
+      if (-not (Test-VersionMatch $previous.Version $package.Version)) {
+        Write-Log "installed $($previous.Version), expected $($package.Version)"
+        Finish 'wrong-version' 31
       }
       $service = Get-Service -Name $package.Service -ErrorAction SilentlyContinue
-      if (-not $service -or $service.Status -ne 'Running') { Finish 'service-down' 1 }
+      if (-not $service -or $service.Status -ne 'Running') { Finish 'service-down' 30 }
       Finish 'compliant' 0
     }
     default { Finish 'invalid-action' 1 }

@@ -399,16 +399,6 @@ service_up() {
   service_healthy
 }
 
-# TEMPORARY (until merge): the S3 fetch with the AWS CLI, as before. The S3 fragment that
-# renderLinuxScript inlines (issue 9, S3 without the AWS CLI) defines s3_download instead.
-s3_download() {
-  if ! command -v aws >/dev/null; then
-    log "the AWS CLI is needed to download $1"
-    return 1
-  fi
-  aws s3 cp --only-show-errors --region "$2" "$1" "$3"
-}
-
 download() {
   local source region
   source=$(pkg_field SOURCE)
