@@ -11,7 +11,8 @@ import { AgentFleetChecks, AgentFleetChecksProps } from '../../lib/nag/agent-fle
  */
 jest.mock('cdk-nag', () => jest.requireActual('cdk-nag-v2'));
 
-const AMI = 'ami-0123456789abcdef0';
+// The image through an SSM public parameter: a literal AMI id draws CloudFormation-validate warnings.
+const AMI = '{{resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64}}';
 const COMPLIANT_OPTIONS = { httpTokens: 'required', httpPutResponseHopLimit: 1, instanceMetadataTags: 'enabled', httpEndpoint: 'enabled' };
 
 /** The pack's findings as `<rule> <construct path>`, with the pack added to the app as cdk-nag 2 packs are. */
