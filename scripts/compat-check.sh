@@ -67,7 +67,7 @@ run_app() {
   (cd "$app" && npm install --no-audit --no-fund --prefer-offline --loglevel=error)
   (cd "$app" && npm ls --depth=1)
 
-  node test/compat/bundle.js "$app"
+  node scripts/compat-bundle.js "$app"
 
   step "$name: type-check the examples against the installed typings"
   mkdir -p "$app/ts/examples/shared"
