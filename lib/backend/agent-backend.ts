@@ -16,7 +16,7 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { AssessmentTemplate } from './assessment-template';
 import { Sensor } from './sensor';
-import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
+import { createHandlerFunction, lambdaRuleAcks } from '../core/handler-function';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { TelemetryStore } from '../telemetry/telemetry-store';
@@ -561,12 +561,10 @@ export class AgentBackend extends Construct {
       acknowledgeNagFindings(cfnResourceOf(policy), { rule: 'AwsSolutions-IAM5', finding, reason });
     }
 
-    const fn = new lambda.Function(this, id, {
+    const fn = createHandlerFunction(this, id, {
+      area: 'backend',
+      handler: handlerName,
       description: options.description,
-      runtime: HANDLER_RUNTIME,
-      architecture: lambda.Architecture.ARM_64,
-      handler: 'index.handler',
-      code: handlerCode('backend', handlerName),
       role: role.withoutPolicyUpdates(),
       environment: options.environment,
       memorySize: options.memorySize,
@@ -575,23 +573,14 @@ export class AgentBackend extends Construct {
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       deadLetterQueue: options.deadLetterQueue,
+      dependsOn: [policy],
+      acknowledgments: [
+        ...lambdaRuleAcks('LambdaInsideVPC',
+          'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3) over TLS with IAM credentials and reaches nothing inside a VPC.'),
+        ...(options.deadLetterQueue ? [] : lambdaRuleAcks('LambdaDLQ',
+          'API Gateway invokes this function synchronously and the agent receives the error; a dead-letter queue only ever receives asynchronous invocations.')),
+      ],
     });
-    fn.node.addDependency(policy);
-    const cfnFn = cfnResourceOf(fn);
-    acknowledgeNagFindings(cfnFn,
-      ...['NIST.800.53.R5-LambdaInsideVPC', 'HIPAA.Security-LambdaInsideVPC', 'PCI.DSS.321-LambdaInsideVPC'].map((rule) => ({
-        rule,
-        reason: 'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3) over TLS with IAM credentials and reaches nothing inside a VPC.',
-      })),
-    );
-    if (!options.deadLetterQueue) {
-      acknowledgeNagFindings(cfnFn,
-        ...['NIST.800.53.R5-LambdaDLQ', 'HIPAA.Security-LambdaDLQ', 'PCI.DSS.321-LambdaDLQ'].map((rule) => ({
-          rule,
-          reason: 'API Gateway invokes this function synchronously and the agent receives the error; a dead-letter queue only ever receives asynchronous invocations.',
-        })),
-      );
-    }
     return { fn, policy };
   }
 
