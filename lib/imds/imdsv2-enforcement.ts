@@ -13,7 +13,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
+import { createHandlerFunction, lambdaRuleAcks } from '../core/handler-function';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
 import { validateHopLimit, warnOnWideHopLimit } from './hop-limit';
@@ -356,24 +356,28 @@ export class Imdsv2Enforcement extends Construct {
       handler: string; description: string; timeout: Duration; role: iam.IRole; logGroup: logs.ILogGroup;
       concurrency: number; asynchronous: boolean;
     }) => {
-      const f = new lambda.Function(this, name, {
+      const f = createHandlerFunction(this, name, {
+        area: 'imds',
+        handler: options.handler,
         description: options.description,
-        runtime: HANDLER_RUNTIME,
-        architecture: lambda.Architecture.ARM_64,
-        handler: 'index.handler',
-        code: handlerCode('imds', options.handler),
         timeout: options.timeout,
         memorySize: 256,
         role: options.role,
         logGroup: options.logGroup,
         reservedConcurrentExecutions: options.concurrency,
         environment: { IMDS_POLICY: policyJson, ...limiterEnvironment },
-        ...(props.vpc ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets, allowPublicSubnet: false } : {}),
+        vpc: props.vpc,
+        vpcSubnets: props.vpcSubnets,
+        // The role does not take policy updates: the DLQ statements are granted below.
+        deadLetterQueue: options.asynchronous ? dlq : undefined,
+        acknowledgments: [
+          ...(options.asynchronous ? [] : lambdaRuleAcks('LambdaDLQ',
+            'Invoked synchronously by the sweep state machine, which retries failed steps and records failures in its execution history; '
+            + 'a dead-letter queue only ever receives asynchronous invocations.', ['NIST.800.53.R5', 'HIPAA.Security'])),
+          ...lambdaRuleAcks('LambdaInsideVPC',
+            'Calls only AWS service APIs (EC2, CloudWatch, Step Functions, SQS) and serves no network traffic; pass `vpc` to run it in a VPC.'),
+        ],
       });
-      if (options.asynchronous) {
-        // Set on the L1: the role does not take policy updates, the DLQ statement is granted below.
-        (f.node.defaultChild as lambda.CfnFunction).deadLetterConfig = { targetArn: dlq.queueArn };
-      }
       return f;
     };
 
@@ -539,9 +543,7 @@ export class Imdsv2Enforcement extends Construct {
     }
 
     this.acknowledgeFindings({
-      enforcerPolicy, onEventPolicy, stateMachine: stateMachine.machine, stateMachinePolicy: stateMachine.policy, sweepFunction,
-      functions: props.vpc ? [] : [sweepFunction, onEventFunction, drift.function, ...[this.launchFunction, throttle?.function]
-        .filter((f): f is lambda.Function => f instanceof lambda.Function)],
+      enforcerPolicy, onEventPolicy, stateMachine: stateMachine.machine, stateMachinePolicy: stateMachine.policy,
     });
   }
 
@@ -631,8 +633,6 @@ export class Imdsv2Enforcement extends Construct {
     onEventPolicy: iam.ManagedPolicy;
     stateMachine: sfn.StateMachine;
     stateMachinePolicy: iam.ManagedPolicy;
-    sweepFunction: lambda.Function;
-    functions: lambda.Function[];
   }): void {
     const stack = Stack.of(this);
     // cdk-nag names a finding after the resource as it renders in the template.
@@ -662,18 +662,6 @@ export class Imdsv2Enforcement extends Construct {
     iam5(resources.stateMachinePolicy, '*',
       'CloudWatch Logs vended log delivery and X-Ray trace submission, which Step Functions logging and tracing require, support no resource-level permissions.');
 
-    acknowledgeNagFindings(cfnResourceOf(resources.sweepFunction), ...['NIST.800.53.R5-LambdaDLQ', 'HIPAA.Security-LambdaDLQ'].map((rule) => ({
-      rule,
-      reason: 'Invoked synchronously by the sweep state machine, which retries failed steps and records failures in its execution history; '
-        + 'a dead-letter queue only ever receives asynchronous invocations.',
-    })));
-    for (const fn of resources.functions) {
-      acknowledgeNagFindings(cfnResourceOf(fn), ...['NIST.800.53.R5-LambdaInsideVPC', 'HIPAA.Security-LambdaInsideVPC', 'PCI.DSS.321-LambdaInsideVPC']
-        .map((rule) => ({
-          rule,
-          reason: 'Calls only AWS service APIs (EC2, CloudWatch, Step Functions, SQS) and serves no network traffic; pass `vpc` to run it in a VPC.',
-        })));
-    }
   }
 }
 
