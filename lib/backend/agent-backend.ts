@@ -3,20 +3,18 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { AssessmentTemplate } from './assessment-template';
-import { createHandlerFunction, lambdaRuleAcks } from '../core/handler-function';
-import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
+import { cfnResourceOf } from '../core/nag';
 import { TelemetryStore } from '../telemetry/telemetry-store';
 import { createBackendApi } from './backend-api';
+import { createBackendDeadLetterQueue, createBackendFunction, scheduleBackendFunction } from './backend-functions';
+import { createBackendKey, createRegistry, registryKeyStatements } from './backend-registry';
 import { createBackendAlarms, createBackendDashboard } from './backend-dashboard';
 import { renderTemplates, validateProps } from './backend-validation';
 import { COVERAGE_CHANGE_DETAIL_TYPE, COVERAGE_EVENT_SOURCE } from './coverage-event';
@@ -285,8 +283,8 @@ export class AgentBackend extends Construct {
     this.metricBackendName = this.node.path;
     const exclusionTagKey = props.exclusionTagKey ?? 'SecurityAgentManaged';
 
-    this.encryptionKey = props.encryptionKey ?? this.createKey(removalPolicy);
-    this.registry = this.createRegistry(removalPolicy);
+    this.encryptionKey = props.encryptionKey ?? createBackendKey(this, removalPolicy);
+    this.registry = createRegistry(this, removalPolicy, this.encryptionKey);
 
     const environment: Record<string, string> = {
       REGISTRY_TABLE: this.registry.tableName,
@@ -310,7 +308,7 @@ export class AgentBackend extends Construct {
     });
 
     // Heartbeat: write its own instance's record, read tags of this Region.
-    const heartbeat = this.createFunction('Heartbeat', 'heartbeat', {
+    const heartbeat = createBackendFunction(this, this.encryptionKey, 'Heartbeat', 'heartbeat', {
       description: 'Agent heartbeats: validates, registers the agent, answers with its instructions',
       environment,
       memorySize: 512,
@@ -319,7 +317,7 @@ export class AgentBackend extends Construct {
       logRetention,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [this.registry.tableArn] }),
-        ...this.registryKeyStatements(),
+        ...registryKeyStatements(this, this.encryptionKey),
         describeStatement(['ec2:DescribeTags']),
       ],
       wildcardReasons: {
@@ -328,10 +326,10 @@ export class AgentBackend extends Construct {
     });
     this.heartbeatFunction = heartbeat.fn;
 
-    const deadLetters = this.createDeadLetterQueue();
+    const deadLetters = createBackendDeadLetterQueue(this, this.encryptionKey);
 
     // Registry sweep: scan, mark INACTIVE, remove expired records.
-    const sweep = this.createFunction('RegistrySweep', 'registry-sweep', {
+    const sweep = createBackendFunction(this, this.encryptionKey, 'RegistrySweep', 'registry-sweep', {
       description: 'Agent registry: marks agents INACTIVE, removes expired records, publishes agent metrics',
       environment,
       memorySize: 512,
@@ -341,15 +339,15 @@ export class AgentBackend extends Construct {
       deadLetterQueue: deadLetters,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:Scan', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'], resources: [this.registry.tableArn] }),
-        ...this.registryKeyStatements(),
+        ...registryKeyStatements(this, this.encryptionKey),
       ],
     });
     this.registrySweepFunction = sweep.fn;
     const sweepEvery = Duration.minutes(Math.max(5, this.heartbeatInterval.toMinutes()));
-    this.schedule('RegistrySweepSchedule', sweep.fn, sweepEvery);
+    scheduleBackendFunction(this, 'RegistrySweepSchedule', sweep.fn, sweepEvery);
 
     // Coverage report: read the fleet, write reports/coverage/ only.
-    const coverage = this.createFunction('CoverageReport', 'coverage-report', {
+    const coverage = createBackendFunction(this, this.encryptionKey, 'CoverageReport', 'coverage-report', {
       description: 'Fleet coverage: compares EC2, SSM, the agent registry and exclusion tags; writes a report',
       environment,
       memorySize: 1024,
@@ -359,7 +357,7 @@ export class AgentBackend extends Construct {
       deadLetterQueue: deadLetters,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:Scan'], resources: [this.registry.tableArn] }),
-        ...this.registryKeyStatements(),
+        ...registryKeyStatements(this, this.encryptionKey),
         describeStatement(['ec2:DescribeInstances', 'ssm:DescribeInstanceInformation']),
         new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [props.telemetry.bucket.arnForObjects(`${REPORT_PREFIX}*`)] }),
         // The previous report, to tell what changed; listing only it, so a first run reads "no such key", not "access denied".
@@ -395,7 +393,7 @@ export class AgentBackend extends Construct {
     });
     this.coverageReportFunction = coverage.fn;
     const coverageEvery = props.coverageReportInterval ?? Duration.hours(1);
-    this.schedule('CoverageReportSchedule', coverage.fn, coverageEvery);
+    scheduleBackendFunction(this, 'CoverageReportSchedule', coverage.fn, coverageEvery);
 
     const api = createBackendApi(this, props, heartbeat.fn, logRetention, this.encryptionKey);
     this.api = api.api;
@@ -447,148 +445,4 @@ export class AgentBackend extends Construct {
       ...props,
     });
   }
-
-  private createKey(removalPolicy: RemovalPolicy): kms.IKey {
-    const key = new kms.Key(this, 'Key', {
-      description: `Encrypts the agent registry, logs and dead letters of ${this.node.path}`,
-      enableKeyRotation: true,
-      removalPolicy,
-    });
-    const stack = Stack.of(this);
-    key.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'AllowCloudWatchLogsOfThisAccount',
-      principals: [new iam.ServicePrincipal(`logs.${stack.region}.${stack.urlSuffix}`)],
-      actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:DescribeKey'],
-      resources: ['*'],
-      conditions: {
-        ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*` },
-      },
-    }));
-    // CloudWatch alarms publish to the alarm topic, which this key encrypts.
-    key.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'AllowCloudWatchAlarmsToPublish',
-      principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
-      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-      resources: ['*'],
-      conditions: { StringEquals: { 'kms:ViaService': `sns.${stack.region}.${stack.urlSuffix}` } },
-    }));
-    return key;
-  }
-
-  private createRegistry(removalPolicy: RemovalPolicy): dynamodb.Table {
-    const table = new dynamodb.Table(this, 'Registry', {
-      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
-      encryptionKey: this.encryptionKey,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      // Refreshed by every heartbeat to now + cleanupAfter; the sweep removes expired records on time.
-      timeToLiveAttribute: 'expiresAt',
-      deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
-      removalPolicy,
-    });
-    acknowledgeNagFindings(cfnResourceOf(table),
-      ...['NIST.800.53.R5-DynamoDBInBackupPlan', 'HIPAA.Security-DynamoDBInBackupPlan', 'PCI.DSS.321-DynamoDBInBackupPlan'].map((rule) => ({
-        rule,
-        reason: 'The registry has point-in-time recovery (35 days) and is derived state: every live agent re-registers within one heartbeat interval. An AWS Backup plan adds nothing a restore would need.',
-      })),
-    );
-    return table;
-  }
-
-  /** KMS use of the registry's key, only through DynamoDB. */
-  private registryKeyStatements(): iam.PolicyStatement[] {
-    const stack = Stack.of(this);
-    return [new iam.PolicyStatement({
-      actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
-      resources: [this.encryptionKey.keyArn],
-      conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.${stack.urlSuffix}` } },
-    })];
-  }
-
-  private createDeadLetterQueue(): sqs.Queue {
-    const queue = new sqs.Queue(this, 'DeadLetters', {
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: this.encryptionKey,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    acknowledgeNagFindings(cfnResourceOf(queue), {
-      rule: 'AwsSolutions-SQS3',
-      reason: 'This queue is itself the dead-letter queue of the scheduled registry sweep and coverage report functions.',
-    });
-    return queue;
-  }
-
-  private createFunction(id: string, handlerName: string, options: {
-    description: string;
-    environment: Record<string, string>;
-    memorySize: number;
-    timeout: Duration;
-    reservedConcurrentExecutions: number;
-    logRetention: logs.RetentionDays;
-    deadLetterQueue?: sqs.IQueue;
-    statements: iam.PolicyStatement[];
-    wildcardReasons?: Record<string, string>;
-  }): { fn: lambda.Function; policy: iam.ManagedPolicy } {
-    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
-      retention: options.logRetention,
-      encryptionKey: this.encryptionKey,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    const role = new iam.Role(this, `${id}Role`, {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `Runs the ${handlerName} function of ${this.node.path}`,
-    });
-    // Every permission is listed here, in one customer-managed policy: no AWS managed
-    // policies, no inline policies added behind our back (hence withoutPolicyUpdates).
-    const statements = [
-      new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
-      ...options.statements,
-    ];
-    if (options.deadLetterQueue) {
-      statements.push(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [options.deadLetterQueue.queueArn] }));
-      statements.push(new iam.PolicyStatement({
-        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
-        resources: [this.encryptionKey.keyArn],
-        conditions: { StringEquals: { 'kms:ViaService': `sqs.${Stack.of(this).region}.${Stack.of(this).urlSuffix}` } },
-      }));
-    }
-    const policy = new iam.ManagedPolicy(this, `${id}Policy`, { statements, roles: [role] });
-    for (const [finding, reason] of Object.entries(options.wildcardReasons ?? {})) {
-      acknowledgeNagFindings(cfnResourceOf(policy), { rule: 'AwsSolutions-IAM5', finding, reason });
-    }
-
-    const fn = createHandlerFunction(this, id, {
-      area: 'backend',
-      handler: handlerName,
-      description: options.description,
-      role: role.withoutPolicyUpdates(),
-      environment: options.environment,
-      memorySize: options.memorySize,
-      timeout: options.timeout,
-      reservedConcurrentExecutions: options.reservedConcurrentExecutions,
-      logGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      deadLetterQueue: options.deadLetterQueue,
-      dependsOn: [policy],
-      acknowledgments: [
-        ...lambdaRuleAcks('LambdaInsideVPC',
-          'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3) over TLS with IAM credentials and reaches nothing inside a VPC.'),
-        ...(options.deadLetterQueue ? [] : lambdaRuleAcks('LambdaDLQ',
-          'API Gateway invokes this function synchronously and the agent receives the error; a dead-letter queue only ever receives asynchronous invocations.')),
-      ],
-    });
-    return { fn, policy };
-  }
-
-  private schedule(id: string, fn: lambda.IFunction, every: Duration): void {
-    new events.Rule(this, id, {
-      description: `Runs ${fn.node.id} every ${every.toHumanString()}`,
-      schedule: events.Schedule.rate(every),
-      targets: [new targets.LambdaFunction(fn, { retryAttempts: 2, maxEventAge: every })],
-    });
-  }
-
 }
-
