@@ -1,25 +1,22 @@
-import { Aws, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
-import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { AssessmentTemplate } from './assessment-template';
-import { Sensor } from './sensor';
-import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
-import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
-import { PropsValidator } from '../core/validation';
+import { cfnResourceOf } from '../core/nag';
 import { TelemetryStore } from '../telemetry/telemetry-store';
+import { createBackendApi } from './backend-api';
+import { createBackendDeadLetterQueue, createBackendFunction, scheduleBackendFunction } from './backend-functions';
+import { createBackendKey, createRegistry, registryKeyStatements } from './backend-registry';
+import { createBackendAlarms, createBackendDashboard } from './backend-dashboard';
+import { renderTemplates, validateProps } from './backend-validation';
 import { COVERAGE_CHANGE_DETAIL_TYPE, COVERAGE_EVENT_SOURCE } from './coverage-event';
 
 /**
@@ -206,7 +203,6 @@ export interface AgentBackendProps extends AgentBackendOptions {
 const REPORT_PREFIX = 'reports/coverage/';
 /** How long each heartbeat function container keeps its snapshot of instance tags. */
 const TAG_CACHE = Duration.minutes(5);
-const STAGE_NAME = 'live';
 
 /**
  * The backend host security agents talk to: a SigV4-authorized heartbeat API that answers
@@ -287,8 +283,8 @@ export class AgentBackend extends Construct {
     this.metricBackendName = this.node.path;
     const exclusionTagKey = props.exclusionTagKey ?? 'SecurityAgentManaged';
 
-    this.encryptionKey = props.encryptionKey ?? this.createKey(removalPolicy);
-    this.registry = this.createRegistry(removalPolicy);
+    this.encryptionKey = props.encryptionKey ?? createBackendKey(this, removalPolicy);
+    this.registry = createRegistry(this, removalPolicy, this.encryptionKey);
 
     const environment: Record<string, string> = {
       REGISTRY_TABLE: this.registry.tableName,
@@ -312,7 +308,7 @@ export class AgentBackend extends Construct {
     });
 
     // Heartbeat: write its own instance's record, read tags of this Region.
-    const heartbeat = this.createFunction('Heartbeat', 'heartbeat', {
+    const heartbeat = createBackendFunction(this, this.encryptionKey, 'Heartbeat', 'heartbeat', {
       description: 'Agent heartbeats: validates, registers the agent, answers with its instructions',
       environment,
       memorySize: 512,
@@ -321,7 +317,7 @@ export class AgentBackend extends Construct {
       logRetention,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [this.registry.tableArn] }),
-        ...this.registryKeyStatements(),
+        ...registryKeyStatements(this, this.encryptionKey),
         describeStatement(['ec2:DescribeTags']),
       ],
       wildcardReasons: {
@@ -330,10 +326,10 @@ export class AgentBackend extends Construct {
     });
     this.heartbeatFunction = heartbeat.fn;
 
-    const deadLetters = this.createDeadLetterQueue();
+    const deadLetters = createBackendDeadLetterQueue(this, this.encryptionKey);
 
     // Registry sweep: scan, mark INACTIVE, remove expired records.
-    const sweep = this.createFunction('RegistrySweep', 'registry-sweep', {
+    const sweep = createBackendFunction(this, this.encryptionKey, 'RegistrySweep', 'registry-sweep', {
       description: 'Agent registry: marks agents INACTIVE, removes expired records, publishes agent metrics',
       environment,
       memorySize: 512,
@@ -343,15 +339,15 @@ export class AgentBackend extends Construct {
       deadLetterQueue: deadLetters,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:Scan', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'], resources: [this.registry.tableArn] }),
-        ...this.registryKeyStatements(),
+        ...registryKeyStatements(this, this.encryptionKey),
       ],
     });
     this.registrySweepFunction = sweep.fn;
     const sweepEvery = Duration.minutes(Math.max(5, this.heartbeatInterval.toMinutes()));
-    this.schedule('RegistrySweepSchedule', sweep.fn, sweepEvery);
+    scheduleBackendFunction(this, 'RegistrySweepSchedule', sweep.fn, sweepEvery);
 
     // Coverage report: read the fleet, write reports/coverage/ only.
-    const coverage = this.createFunction('CoverageReport', 'coverage-report', {
+    const coverage = createBackendFunction(this, this.encryptionKey, 'CoverageReport', 'coverage-report', {
       description: 'Fleet coverage: compares EC2, SSM, the agent registry and exclusion tags; writes a report',
       environment,
       memorySize: 1024,
@@ -361,7 +357,7 @@ export class AgentBackend extends Construct {
       deadLetterQueue: deadLetters,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:Scan'], resources: [this.registry.tableArn] }),
-        ...this.registryKeyStatements(),
+        ...registryKeyStatements(this, this.encryptionKey),
         describeStatement(['ec2:DescribeInstances', 'ssm:DescribeInstanceInformation']),
         new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [props.telemetry.bucket.arnForObjects(`${REPORT_PREFIX}*`)] }),
         // The previous report, to tell what changed; listing only it, so a first run reads "no such key", not "access denied".
@@ -397,9 +393,9 @@ export class AgentBackend extends Construct {
     });
     this.coverageReportFunction = coverage.fn;
     const coverageEvery = props.coverageReportInterval ?? Duration.hours(1);
-    this.schedule('CoverageReportSchedule', coverage.fn, coverageEvery);
+    scheduleBackendFunction(this, 'CoverageReportSchedule', coverage.fn, coverageEvery);
 
-    const api = this.createApi(props, heartbeat.fn, logRetention);
+    const api = createBackendApi(this, props, heartbeat.fn, logRetention, this.encryptionKey);
     this.api = api.api;
     this.stage = api.stage;
     this.accessLogGroup = api.accessLogs;
@@ -409,10 +405,10 @@ export class AgentBackend extends Construct {
       masterKey: this.encryptionKey,
       enforceSSL: true,
     });
-    const alarms = this.createAlarms(props, coverageEvery);
+    const alarms = createBackendAlarms(this, props, coverageEvery);
     this.heartbeatErrorsAlarm = alarms.heartbeatErrors;
     this.coverageAlarm = alarms.coverage;
-    this.dashboard = this.createDashboard(alarms.heartbeatErrors, alarms.coverage, props.coverageAlarmThreshold ?? 90, coverageEvery, sweepEvery);
+    this.dashboard = createBackendDashboard(this, alarms.heartbeatErrors, alarms.coverage, props.coverageAlarmThreshold ?? 90, coverageEvery, sweepEvery);
   }
 
   /** The URL agents post heartbeats to. */
@@ -449,456 +445,4 @@ export class AgentBackend extends Construct {
       ...props,
     });
   }
-
-  private createKey(removalPolicy: RemovalPolicy): kms.IKey {
-    const key = new kms.Key(this, 'Key', {
-      description: `Encrypts the agent registry, logs and dead letters of ${this.node.path}`,
-      enableKeyRotation: true,
-      removalPolicy,
-    });
-    const stack = Stack.of(this);
-    key.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'AllowCloudWatchLogsOfThisAccount',
-      principals: [new iam.ServicePrincipal(`logs.${stack.region}.${stack.urlSuffix}`)],
-      actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:DescribeKey'],
-      resources: ['*'],
-      conditions: {
-        ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*` },
-      },
-    }));
-    // CloudWatch alarms publish to the alarm topic, which this key encrypts.
-    key.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'AllowCloudWatchAlarmsToPublish',
-      principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
-      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-      resources: ['*'],
-      conditions: { StringEquals: { 'kms:ViaService': `sns.${stack.region}.${stack.urlSuffix}` } },
-    }));
-    return key;
-  }
-
-  private createRegistry(removalPolicy: RemovalPolicy): dynamodb.Table {
-    const table = new dynamodb.Table(this, 'Registry', {
-      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
-      encryptionKey: this.encryptionKey,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      // Refreshed by every heartbeat to now + cleanupAfter; the sweep removes expired records on time.
-      timeToLiveAttribute: 'expiresAt',
-      deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
-      removalPolicy,
-    });
-    acknowledgeNagFindings(cfnResourceOf(table),
-      ...['NIST.800.53.R5-DynamoDBInBackupPlan', 'HIPAA.Security-DynamoDBInBackupPlan', 'PCI.DSS.321-DynamoDBInBackupPlan'].map((rule) => ({
-        rule,
-        reason: 'The registry has point-in-time recovery (35 days) and is derived state: every live agent re-registers within one heartbeat interval. An AWS Backup plan adds nothing a restore would need.',
-      })),
-    );
-    return table;
-  }
-
-  /** KMS use of the registry's key, only through DynamoDB. */
-  private registryKeyStatements(): iam.PolicyStatement[] {
-    const stack = Stack.of(this);
-    return [new iam.PolicyStatement({
-      actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
-      resources: [this.encryptionKey.keyArn],
-      conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.${stack.urlSuffix}` } },
-    })];
-  }
-
-  private createDeadLetterQueue(): sqs.Queue {
-    const queue = new sqs.Queue(this, 'DeadLetters', {
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: this.encryptionKey,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    acknowledgeNagFindings(cfnResourceOf(queue), {
-      rule: 'AwsSolutions-SQS3',
-      reason: 'This queue is itself the dead-letter queue of the scheduled registry sweep and coverage report functions.',
-    });
-    return queue;
-  }
-
-  private createFunction(id: string, handlerName: string, options: {
-    description: string;
-    environment: Record<string, string>;
-    memorySize: number;
-    timeout: Duration;
-    reservedConcurrentExecutions: number;
-    logRetention: logs.RetentionDays;
-    deadLetterQueue?: sqs.IQueue;
-    statements: iam.PolicyStatement[];
-    wildcardReasons?: Record<string, string>;
-  }): { fn: lambda.Function; policy: iam.ManagedPolicy } {
-    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
-      retention: options.logRetention,
-      encryptionKey: this.encryptionKey,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    const role = new iam.Role(this, `${id}Role`, {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `Runs the ${handlerName} function of ${this.node.path}`,
-    });
-    // Every permission is listed here, in one customer-managed policy: no AWS managed
-    // policies, no inline policies added behind our back (hence withoutPolicyUpdates).
-    const statements = [
-      new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
-      ...options.statements,
-    ];
-    if (options.deadLetterQueue) {
-      statements.push(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [options.deadLetterQueue.queueArn] }));
-      statements.push(new iam.PolicyStatement({
-        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
-        resources: [this.encryptionKey.keyArn],
-        conditions: { StringEquals: { 'kms:ViaService': `sqs.${Stack.of(this).region}.${Stack.of(this).urlSuffix}` } },
-      }));
-    }
-    const policy = new iam.ManagedPolicy(this, `${id}Policy`, { statements, roles: [role] });
-    for (const [finding, reason] of Object.entries(options.wildcardReasons ?? {})) {
-      acknowledgeNagFindings(cfnResourceOf(policy), { rule: 'AwsSolutions-IAM5', finding, reason });
-    }
-
-    const fn = new lambda.Function(this, id, {
-      description: options.description,
-      runtime: HANDLER_RUNTIME,
-      architecture: lambda.Architecture.ARM_64,
-      handler: 'index.handler',
-      code: handlerCode('backend', handlerName),
-      role: role.withoutPolicyUpdates(),
-      environment: options.environment,
-      memorySize: options.memorySize,
-      timeout: options.timeout,
-      reservedConcurrentExecutions: options.reservedConcurrentExecutions,
-      logGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      deadLetterQueue: options.deadLetterQueue,
-    });
-    fn.node.addDependency(policy);
-    const cfnFn = cfnResourceOf(fn);
-    acknowledgeNagFindings(cfnFn,
-      ...['NIST.800.53.R5-LambdaInsideVPC', 'HIPAA.Security-LambdaInsideVPC', 'PCI.DSS.321-LambdaInsideVPC'].map((rule) => ({
-        rule,
-        reason: 'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3) over TLS with IAM credentials and reaches nothing inside a VPC.',
-      })),
-    );
-    if (!options.deadLetterQueue) {
-      acknowledgeNagFindings(cfnFn,
-        ...['NIST.800.53.R5-LambdaDLQ', 'HIPAA.Security-LambdaDLQ', 'PCI.DSS.321-LambdaDLQ'].map((rule) => ({
-          rule,
-          reason: 'API Gateway invokes this function synchronously and the agent receives the error; a dead-letter queue only ever receives asynchronous invocations.',
-        })),
-      );
-    }
-    return { fn, policy };
-  }
-
-  private schedule(id: string, fn: lambda.IFunction, every: Duration): void {
-    new events.Rule(this, id, {
-      description: `Runs ${fn.node.id} every ${every.toHumanString()}`,
-      schedule: events.Schedule.rate(every),
-      targets: [new targets.LambdaFunction(fn, { retryAttempts: 2, maxEventAge: every })],
-    });
-  }
-
-  private createApi(props: AgentBackendProps, fn: lambda.IFunction, logRetention: logs.RetentionDays) {
-    const stack = Stack.of(this);
-    const endpointType = props.endpointType ?? BackendEndpointType.REGIONAL;
-    const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
-      retention: logRetention,
-      encryptionKey: this.encryptionKey,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-
-    const heartbeatResource = 'execute-api:/*/POST/v1/heartbeat';
-    const statements = [
-      // Delegates to IAM: a principal of this account also needs an identity policy (grantHeartbeat).
-      new iam.PolicyStatement({
-        sid: 'AllowHeartbeatsFromThisAccount',
-        principals: [new iam.AccountRootPrincipal()],
-        actions: ['execute-api:Invoke'],
-        resources: [heartbeatResource],
-      }),
-    ];
-    if (props.principalOrgId) {
-      statements.push(new iam.PolicyStatement({
-        sid: 'AllowHeartbeatsFromTheOrganization',
-        principals: [new iam.AnyPrincipal()],
-        actions: ['execute-api:Invoke'],
-        resources: [heartbeatResource],
-        conditions: {
-          StringEquals: { 'aws:PrincipalOrgID': props.principalOrgId },
-          // Principals of this account stay under the delegation above, which needs an identity policy.
-          StringNotEquals: { 'aws:PrincipalAccount': stack.account },
-        },
-      }));
-    }
-    if (endpointType === BackendEndpointType.PRIVATE) {
-      statements.push(new iam.PolicyStatement({
-        sid: 'DenyOutsideTheVpcEndpoints',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['execute-api:Invoke'],
-        resources: ['execute-api:/*'],
-        conditions: { StringNotEquals: { 'aws:SourceVpce': (props.vpcEndpoints ?? []).map((e) => e.vpcEndpointId) } },
-      }));
-    }
-
-    const api = new apigw.RestApi(this, 'Resource', {
-      description: `Heartbeats and instructions of the host security agents (${this.node.path})`,
-      endpointConfiguration: endpointType === BackendEndpointType.PRIVATE
-        ? { types: [apigw.EndpointType.PRIVATE], vpcEndpoints: props.vpcEndpoints }
-        : { types: [apigw.EndpointType.REGIONAL] },
-      policy: new iam.PolicyDocument({ statements }),
-      // Never touch the account-wide API Gateway settings (AWS::ApiGateway::Account) from a construct.
-      cloudWatchRole: false,
-      defaultMethodOptions: { authorizationType: apigw.AuthorizationType.IAM },
-      deployOptions: {
-        stageName: STAGE_NAME,
-        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
-          caller: true, httpMethod: true, ip: true, protocol: true, requestTime: true,
-          resourcePath: true, responseLength: true, status: true, user: true,
-        }),
-        tracingEnabled: true,
-        throttlingRateLimit: props.throttlingRateLimit ?? 100,
-        throttlingBurstLimit: props.throttlingBurstLimit ?? 200,
-        loggingLevel: props.executionLoggingLevel ?? apigw.MethodLoggingLevel.ERROR,
-        dataTraceEnabled: false,
-        metricsEnabled: true,
-      },
-    });
-
-    // The gateway rejects bodies that are not a JSON object before the function runs; the
-    // function applies the closed schema and says exactly what is wrong.
-    const validator = api.addRequestValidator('Validator', { validateRequestBody: true, validateRequestParameters: true });
-    const model = api.addModel('HeartbeatModel', {
-      contentType: 'application/json',
-      description: 'A heartbeat is a JSON object; its closed schema is enforced by the function',
-      schema: { schema: apigw.JsonSchemaVersion.DRAFT4, title: 'Heartbeat', type: apigw.JsonSchemaType.OBJECT },
-    });
-    const heartbeat = api.root.addResource('v1').addResource('heartbeat');
-    const post = heartbeat.addMethod('POST', new apigw.LambdaIntegration(fn, { proxy: true, allowTestInvoke: false }), {
-      authorizationType: apigw.AuthorizationType.IAM,
-      requestValidator: validator,
-      requestModels: { 'application/json': model },
-    });
-    acknowledgeNagFindings(cfnResourceOf(post), {
-      rule: 'AwsSolutions-COG4',
-      reason: 'Callers are EC2 instances, not users: they sign with their instance role (SigV4, AuthorizationType IAM), which identifies the instance; Cognito user pools do not apply.',
-    });
-
-    const stage = api.deploymentStage;
-    const cfnStage = cfnResourceOf(stage);
-    if (props.webAclArn) {
-      new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', { resourceArn: stage.stageArn, webAclArn: props.webAclArn });
-    } else {
-      acknowledgeNagFindings(cfnStage,
-        ...['AwsSolutions-APIG3', 'NIST.800.53.R5-APIGWAssociatedWithWAF', 'HIPAA.Security-APIGWAssociatedWithWAF', 'PCI.DSS.321-APIGWAssociatedWithWAF'].map((rule) => ({
-          rule,
-          reason: 'Every method requires SigV4 (IAM) authorization and the resource policy admits only this account or organization, so anonymous traffic never reaches the function; stage throttling caps the rate; bodies are closed-schema validated. Pass webAclArn to add an organization-managed web ACL.',
-        })),
-      );
-    }
-    acknowledgeNagFindings(cfnStage,
-      ...['NIST.800.53.R5-APIGWCacheEnabledAndEncrypted', 'HIPAA.Security-APIGWCacheEnabledAndEncrypted', 'PCI.DSS.321-APIGWCacheEnabledAndEncrypted'].map((rule) => ({
-        rule,
-        reason: 'The only method is a POST answered per instance and per moment; API Gateway never caches POST responses, so a cache cluster would cost money and hold nothing.',
-      })),
-      ...['NIST.800.53.R5-APIGWSSLEnabled', 'HIPAA.Security-APIGWSSLEnabled', 'PCI.DSS.321-APIGWSSLEnabled'].map((rule) => ({
-        rule,
-        reason: 'Client certificates authenticate API Gateway to HTTP backends; the only integration is a Lambda proxy invoked over the AWS API with IAM, which a client certificate does not apply to.',
-      })),
-    );
-    return { api, stage, accessLogs };
-  }
-
-  private createAlarms(props: AgentBackendProps, coverageEvery: Duration) {
-    const heartbeatErrors = new cloudwatch.Alarm(this, 'HeartbeatErrorsAlarm', {
-      alarmDescription: `Heartbeats of ${this.node.path} fail with server errors (5xx): agents get no instructions and may turn INACTIVE.`,
-      metric: this.api.metricServerError({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 3,
-      datapointsToAlarm: 2,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    const coverage = new cloudwatch.Alarm(this, 'CoverageAlarm', {
-      alarmDescription: `Fewer than ${props.coverageAlarmThreshold ?? 90}% of the non-excluded instances seen by ${this.node.path} have an active agent, `
-        + 'or the coverage report stopped. The latest report lists the instances per category.',
-      metric: this.metric('CoverageRatio', { period: coverageEvery, statistic: cloudwatch.Stats.MINIMUM }),
-      threshold: props.coverageAlarmThreshold ?? 90,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      evaluationPeriods: 2,
-      datapointsToAlarm: 2,
-      // A report that stops coming is a coverage failure too.
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    });
-    for (const alarm of [heartbeatErrors, coverage]) {
-      alarm.addAlarmAction(new cwActions.SnsAction(this.alarmTopic));
-      alarm.addOkAction(new cwActions.SnsAction(this.alarmTopic));
-    }
-    return { heartbeatErrors, coverage };
-  }
-
-  private createDashboard(
-    heartbeatErrors: cloudwatch.IAlarm,
-    coverage: cloudwatch.IAlarm,
-    coverageThreshold: number,
-    coverageEvery: Duration,
-    sweepEvery: Duration,
-  ): cloudwatch.Dashboard {
-    const five = Duration.minutes(5);
-    const sweep = (name: string, label: string) => this.metric(name, { period: sweepEvery, label });
-    const report = (name: string, label: string) => this.metric(name, { period: coverageEvery, label });
-    const byDimension = (dimension: string, label: string) => new cloudwatch.MathExpression({
-      expression: `SEARCH('{${this.metricNamespace},Backend,${dimension}} MetricName="ActiveAgents" Backend="${this.metricBackendName}"', 'Maximum', ${sweepEvery.toSeconds()})`,
-      label,
-      usingMetrics: {},
-      period: sweepEvery,
-    });
-
-    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
-      defaultInterval: Duration.days(1),
-    });
-    dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Heartbeats',
-        width: 8,
-        left: [
-          this.api.metricCount({ period: five, statistic: cloudwatch.Stats.SUM, label: 'requests' }),
-          this.api.metricClientError({ period: five, statistic: cloudwatch.Stats.SUM, label: '4xx' }),
-          this.api.metricServerError({ period: five, statistic: cloudwatch.Stats.SUM, label: '5xx' }),
-        ],
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Heartbeat latency',
-        width: 8,
-        left: [this.api.metricLatency({ period: five, statistic: cloudwatch.Stats.p(99), label: 'p99' })],
-      }),
-      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 8, alarms: [heartbeatErrors, coverage] }),
-    );
-    dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Agents',
-        width: 8,
-        left: [sweep('ActiveAgents', 'active'), sweep('InactiveAgents', 'inactive'), sweep('RemovedAgents', 'removed')],
-      }),
-      new cloudwatch.GraphWidget({ title: 'Active agents by instance type', width: 8, left: [byDimension('InstanceType', 'instance type')] }),
-      new cloudwatch.GraphWidget({ title: 'Active agents by agent version', width: 8, left: [byDimension('AgentVersion', 'agent version')] }),
-    );
-    dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Coverage',
-        width: 12,
-        left: [
-          report('Covered', 'covered'), report('Excluded', 'excluded'), report('NotSsmManaged', 'not SSM-managed'),
-          report('AgentMissing', 'agent missing'), report('AgentInactive', 'agent inactive'),
-        ],
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Coverage ratio (%)',
-        width: 6,
-        left: [report('CoverageRatio', 'covered / not excluded')],
-        leftYAxis: { min: 0, max: 100 },
-        leftAnnotations: [{ value: coverageThreshold, label: 'alarm threshold' }],
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'IMDSv1',
-        width: 6,
-        left: [sweep('AgentsUsingImdsV1', 'agents using IMDSv1'), report('ImdsV1Allowed', 'instances allowing IMDSv1')],
-      }),
-    );
-    return dashboard;
-  }
-
-}
-
-/** The templates as the handlers read them (one environment variable). */
-function renderTemplates(assessments: AssessmentTemplate[]): string {
-  return JSON.stringify(assessments.map((a) => ({
-    name: a.name,
-    sensors: a.sensors,
-    durationSeconds: a.duration.toSeconds(),
-    targetTags: a.targetTags,
-  })));
-}
-
-const TEMPLATE_NAME = /^[a-z0-9][a-z0-9-]{0,39}$/;
-/** EC2 tag keys: up to 128 Unicode letters, digits, spaces and _.:/=+-@, not starting with aws:. */
-const TAG_KEY = /^(?!aws:)[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u;
-const TAG_VALUE = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u;
-/** Lambda allows 4 KB of environment in total; the templates get most of it. */
-const MAX_RENDERED_TEMPLATES = 3000;
-
-function validateProps(scope: Construct, props: AgentBackendProps, assessments: AssessmentTemplate[]): void {
-  const v = new PropsValidator(scope);
-  const interval = props.heartbeatInterval;
-  if (interval && !interval.isUnresolved()) {
-    const minutes = interval.toSeconds() / 60;
-    v.require(Number.isInteger(minutes) && minutes >= 1 && minutes <= 60, 'heartbeatInterval', interval, 'a whole number of minutes from 1 to 60');
-  }
-  v.wholeDays('cleanupAfter', props.cleanupAfter, 1, 365);
-  const report = props.coverageReportInterval;
-  if (report && !report.isUnresolved()) {
-    const minutes = report.toSeconds() / 60;
-    v.require(Number.isInteger(minutes) && minutes >= 5 && minutes <= 24 * 60, 'coverageReportInterval', report, 'a whole number of minutes from 5 minutes to 24 hours');
-  }
-  v.integerInRange('throttlingRateLimit', props.throttlingRateLimit, 1, 10000);
-  v.integerInRange('throttlingBurstLimit', props.throttlingBurstLimit, 1, 5000);
-  v.integerInRange('heartbeatReservedConcurrency', props.heartbeatReservedConcurrency, 1, 1000);
-  const threshold = props.coverageAlarmThreshold;
-  if (threshold !== undefined && !Token.isUnresolved(threshold)) {
-    v.require(Number.isFinite(threshold) && threshold >= 0 && threshold <= 100, 'coverageAlarmThreshold', threshold, 'a percentage from 0 to 100');
-  }
-  if (props.exclusionTagKey !== undefined && !Token.isUnresolved(props.exclusionTagKey)) {
-    v.require(TAG_KEY.test(props.exclusionTagKey), 'exclusionTagKey', props.exclusionTagKey, 'an EC2 tag key: 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with aws:');
-  }
-  if (props.principalOrgId !== undefined && !Token.isUnresolved(props.principalOrgId)) {
-    v.require(/^o-[a-z0-9]{10,32}$/.test(props.principalOrgId), 'principalOrgId', props.principalOrgId, 'an AWS Organizations id: o- followed by 10 to 32 lower-case letters or digits');
-  }
-  const endpointType = props.endpointType ?? BackendEndpointType.REGIONAL;
-  const endpoints = props.vpcEndpoints ?? [];
-  if (endpointType === BackendEndpointType.PRIVATE) {
-    v.require(endpoints.length > 0, 'vpcEndpoints', props.vpcEndpoints, 'at least one interface VPC endpoint for execute-api when endpointType is PRIVATE');
-  } else {
-    v.require(endpoints.length === 0, 'vpcEndpoints', `${endpoints.length} endpoint(s)`, 'none unless endpointType is PRIVATE');
-  }
-  if (props.webAclArn !== undefined && !Token.isUnresolved(props.webAclArn)) {
-    v.require(/^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:[0-9]{12}:regional\/webacl\/.+$/.test(props.webAclArn), 'webAclArn', props.webAclArn, 'the ARN of a REGIONAL AWS WAF web ACL');
-  }
-  if (props.metricNamespace !== undefined && !Token.isUnresolved(props.metricNamespace)) {
-    v.require(/^(?!AWS\/)[A-Za-z0-9._\-/#:]{1,255}$/.test(props.metricNamespace), 'metricNamespace', props.metricNamespace, 'a CloudWatch namespace: 1 to 255 letters, digits and ._-/#:, not starting with AWS/');
-  }
-
-  v.require(assessments.length <= 20, 'assessments', `${assessments.length} templates`, 'at most 20 templates');
-  const names = new Set<string>();
-  const intervalSeconds = interval && !interval.isUnresolved() ? interval.toSeconds() : 600;
-  const targetKeys = new Set<string>();
-  assessments.forEach((a, i) => {
-    const at = `assessments[${i}]`;
-    v.require(TEMPLATE_NAME.test(a.name), `${at}.name`, a.name, '1 to 40 lower-case letters, digits and hyphens, starting with a letter or digit');
-    v.require(!names.has(a.name), `${at}.name`, a.name, 'a name no other template of this backend has');
-    names.add(a.name);
-    v.require(a.sensors.length > 0, `${at}.sensors`, a.sensors, `at least one of ${Object.values(Sensor).join(', ')}`);
-    v.require(new Set(a.sensors).size === a.sensors.length, `${at}.sensors`, a.sensors, 'each sensor at most once');
-    v.require(a.sensors.every((s) => Object.values(Sensor).includes(s)), `${at}.sensors`, a.sensors, `sensors of ${Object.values(Sensor).join(', ')}`);
-    if (!a.duration.isUnresolved()) {
-      const seconds = a.duration.toSeconds({ integral: false });
-      v.require(Number.isInteger(seconds / 60) && seconds >= 15 * 60 && seconds <= 24 * 3600, `${at}.duration`, a.duration, 'a whole number of minutes from 15 minutes to 24 hours');
-      v.require(seconds >= intervalSeconds, `${at}.duration`, a.duration, `at least the heartbeat interval (${intervalSeconds / 60} minutes), or an agent could miss a run`);
-    }
-    const tags = Object.entries(a.targetTags);
-    v.require(tags.length <= 10, `${at}.targetTags`, `${tags.length} tags`, 'at most 10 tags');
-    for (const [key, value] of tags) {
-      targetKeys.add(key);
-      v.require(TAG_KEY.test(key), `${at}.targetTags`, key, 'tag keys of 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with aws:');
-      v.require(typeof value === 'string' && TAG_VALUE.test(value), `${at}.targetTags[${JSON.stringify(key)}]`, value, 'a tag value of 0 to 256 letters, digits, spaces and _.:/=+-@');
-    }
-  });
-  const rendered = renderTemplates(assessments).length;
-  v.require(rendered <= MAX_RENDERED_TEMPLATES, 'assessments', `${rendered} characters of configuration`, `at most ${MAX_RENDERED_TEMPLATES} characters once rendered (Lambda environment limit); use fewer or shorter templates`);
-  v.throwIfInvalid();
 }

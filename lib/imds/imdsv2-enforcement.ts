@@ -1,4 +1,4 @@
-import { ArnFormat, CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { CustomResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -11,15 +11,15 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
-import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
-import { PropsValidator } from '../core/validation';
-import { validateHopLimit, warnOnWideHopLimit } from './hop-limit';
+import { createHandlerFunction, lambdaRuleAcks } from '../core/handler-function';
+import { warnOnWideHopLimit } from './hop-limit';
 import { HopLimitPolicy } from './imds-policy-options';
-import { grantSweepReport, preflightStatements, reportPrefixOf, validatePolicyOptions } from './imds-enforcement-extras';
+import { grantSweepReport, preflightStatements, reportPrefixOf } from './imds-enforcement-extras';
 import { DriftCorrection } from './drift-correction';
+import { acknowledgeEnforcementFindings, createEnforcementKey, createSweepStateMachine, deadLetterStatements, modifyMetadataStatement, onEventStatements,
+  writeLogsStatement } from './enforcement-resources';
+import { validateEnforcementProps } from './enforcement-validation';
 import { EnforcementMonitoring, enforcementWidgets } from './enforcement-monitoring';
 import { ENFORCER_ROLE_PATH } from './enforcer-identity';
 import { MODIFY_THROTTLE_TABLE_NAME, ModifyThrottleTable } from './modify-throttle';
@@ -285,7 +285,7 @@ export class Imdsv2Enforcement extends Construct {
 
   constructor(scope: Construct, id: string, props: Imdsv2EnforcementProps) {
     super(scope, id);
-    validateProps(this, props);
+    validateEnforcementProps(this, props);
     warnOnWideHopLimit(this, props.hopLimit);
 
     const stack = Stack.of(this);
@@ -307,7 +307,7 @@ export class Imdsv2Enforcement extends Construct {
     };
     const enforce = this.mode === ImdsEnforcementMode.ENFORCE;
 
-    this.encryptionKey = props.encryptionKey ?? this.createKey(removalPolicy);
+    this.encryptionKey = props.encryptionKey ?? createEnforcementKey(this, removalPolicy);
     const logGroup = (name: string) => new logs.LogGroup(this, `${name}Logs`, {
       retention, encryptionKey: this.encryptionKey, removalPolicy,
     });
@@ -329,17 +329,7 @@ export class Imdsv2Enforcement extends Construct {
       actions: ['ec2:DescribeInstances', 'cloudwatch:GetMetricData'],
       resources: ['*'],
     }));
-    const modifyStatement = (sid: string) => new iam.PolicyStatement({
-      sid,
-      actions: ['ec2:ModifyInstanceMetadataOptions'],
-      resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
-      conditions: {
-        StringNotEqualsIgnoreCase: { [`aws:ResourceTag/${exemptionTagKey}`]: 'true' },
-        ...(Object.keys(instanceTags).length > 0
-          ? { StringEquals: Object.fromEntries(Object.entries(instanceTags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])) }
-          : {}),
-      },
-    });
+    const modifyStatement = (sid: string) => modifyMetadataStatement(this, sid, exemptionTagKey, instanceTags);
     if (enforce) enforcerPolicy.addStatements(modifyStatement('ModifyMetadataOptionsOfInScopeInstancesNotExempt'));
     const policyJson = stack.toJsonString(policy);
     // Every path that modifies instances paces itself by the limiter the account and Region share.
@@ -356,24 +346,28 @@ export class Imdsv2Enforcement extends Construct {
       handler: string; description: string; timeout: Duration; role: iam.IRole; logGroup: logs.ILogGroup;
       concurrency: number; asynchronous: boolean;
     }) => {
-      const f = new lambda.Function(this, name, {
+      const f = createHandlerFunction(this, name, {
+        area: 'imds',
+        handler: options.handler,
         description: options.description,
-        runtime: HANDLER_RUNTIME,
-        architecture: lambda.Architecture.ARM_64,
-        handler: 'index.handler',
-        code: handlerCode('imds', options.handler),
         timeout: options.timeout,
         memorySize: 256,
         role: options.role,
         logGroup: options.logGroup,
         reservedConcurrentExecutions: options.concurrency,
         environment: { IMDS_POLICY: policyJson, ...limiterEnvironment },
-        ...(props.vpc ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets, allowPublicSubnet: false } : {}),
+        vpc: props.vpc,
+        vpcSubnets: props.vpcSubnets,
+        // The role does not take policy updates: the DLQ statements are granted below.
+        deadLetterQueue: options.asynchronous ? dlq : undefined,
+        acknowledgments: [
+          ...(options.asynchronous ? [] : lambdaRuleAcks('LambdaDLQ',
+            'Invoked synchronously by the sweep state machine, which retries failed steps and records failures in its execution history; '
+            + 'a dead-letter queue only ever receives asynchronous invocations.', ['NIST.800.53.R5', 'HIPAA.Security'])),
+          ...lambdaRuleAcks('LambdaInsideVPC',
+            'Calls only AWS service APIs (EC2, CloudWatch, Step Functions, SQS) and serves no network traffic; pass `vpc` to run it in a VPC.'),
+        ],
       });
-      if (options.asynchronous) {
-        // Set on the L1: the role does not take policy updates, the DLQ statement is granted below.
-        (f.node.defaultChild as lambda.CfnFunction).deadLetterConfig = { targetArn: dlq.queueArn };
-      }
       return f;
     };
 
@@ -411,7 +405,7 @@ export class Imdsv2Enforcement extends Construct {
       sweepFunction.node.addDependency(reportPolicy);
     }
     const stateMachineLogs = logGroup('StateMachine');
-    const stateMachine = this.createSweep(sweepFunction, stateMachineLogs);
+    const stateMachine = createSweepStateMachine(this, sweepFunction, stateMachineLogs);
     this.sweep = stateMachine.machine;
     const logWriters = [sweepLogs];
 
@@ -478,26 +472,7 @@ export class Imdsv2Enforcement extends Construct {
       description: `What the custom resource handler of ${this.node.path} may do`,
       roles: [onEventRole],
       statements: [
-        new iam.PolicyStatement({
-          sid: 'ReadAndSetAccountImdsDefaults',
-          // Account-level settings: no resource-level permissions exist. Granted in AUDIT mode
-          // too, so that switching modes can still restore the defaults recorded before.
-          actions: ['ec2:GetInstanceMetadataDefaults', 'ec2:ModifyInstanceMetadataDefaults'],
-          resources: ['*'],
-        }),
-        new iam.PolicyStatement({
-          sid: 'StartAndListSweeps',
-          actions: ['states:StartExecution', 'states:ListExecutions'],
-          resources: [stateMachine.machine.stateMachineArn],
-        }),
-        new iam.PolicyStatement({
-          sid: 'StopSupersededSweeps',
-          actions: ['states:StopExecution'],
-          resources: [stack.formatArn({
-            service: 'states', resource: 'execution', resourceName: `${stateMachine.machine.stateMachineName}:*`,
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          })],
-        }),
+        ...onEventStatements(stateMachine.machine),
         writeLogsStatement([onEventLogs]),
       ],
     });
@@ -538,10 +513,8 @@ export class Imdsv2Enforcement extends Construct {
       this.alarmTopic = monitoring.alarmTopic;
     }
 
-    this.acknowledgeFindings({
-      enforcerPolicy, onEventPolicy, stateMachine: stateMachine.machine, stateMachinePolicy: stateMachine.policy, sweepFunction,
-      functions: props.vpc ? [] : [sweepFunction, onEventFunction, drift.function, ...[this.launchFunction, throttle?.function]
-        .filter((f): f is lambda.Function => f instanceof lambda.Function)],
+    acknowledgeEnforcementFindings(this, enforce, {
+      enforcerPolicy, onEventPolicy, stateMachine: stateMachine.machine, stateMachinePolicy: stateMachine.policy,
     });
   }
 
@@ -552,183 +525,5 @@ export class Imdsv2Enforcement extends Construct {
   public dashboardWidgets(): cloudwatch.IWidget[] {
     return enforcementWidgets(this.imdsv1RejectedAlarm);
   }
-
-  private createKey(removalPolicy: RemovalPolicy): kms.IKey {
-    const stack = Stack.of(this);
-    const key = new kms.Key(this, 'Key', {
-      description: `Encrypts the logs and dead letters of ${this.node.path}`,
-      enableKeyRotation: true,
-      removalPolicy,
-    });
-    key.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'CloudWatchLogsOfThisAccount',
-      principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
-      actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-      resources: ['*'],
-      conditions: {
-        ArnLike: {
-          'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
-        },
-      },
-    }));
-    return key;
-  }
-
-  private createSweep(sweepFunction: lambda.IFunction, logGroup: logs.ILogGroup) {
-    const role = new iam.Role(this, 'SweepRole', {
-      assumedBy: new iam.ServicePrincipal('states.amazonaws.com'),
-      description: `Runs the IMDS sweep of ${this.node.path}`,
-    });
-    const policy = new iam.ManagedPolicy(this, 'SweepPolicy', {
-      description: `What the IMDS sweep state machine of ${this.node.path} may do`,
-      roles: [role],
-      statements: [
-        new iam.PolicyStatement({ sid: 'InvokeSweepStep', actions: ['lambda:InvokeFunction'], resources: [sweepFunction.functionArn] }),
-        new iam.PolicyStatement({
-          sid: 'DeliverExecutionLogs',
-          // CloudWatch Logs vended log delivery does not support resource-level permissions.
-          actions: [
-            'logs:CreateLogDelivery', 'logs:GetLogDelivery', 'logs:UpdateLogDelivery', 'logs:DeleteLogDelivery',
-            'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:DescribeResourcePolicies', 'logs:DescribeLogGroups',
-          ],
-          resources: ['*'],
-        }),
-        new iam.PolicyStatement({
-          sid: 'TraceExecutions',
-          actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'xray:GetSamplingRules', 'xray:GetSamplingTargets'],
-          resources: ['*'],
-        }),
-      ],
-    });
-
-    const step = new tasks.LambdaInvoke(this, 'EnforceOnePage', {
-      lambdaFunction: sweepFunction,
-      payloadResponseOnly: true,
-      retryOnServiceExceptions: true,
-    });
-    // A page that failed (throttled past its retries, a transient outage) is tried again later;
-    // its checkpoint is the input, so nothing is done twice.
-    step.addRetry({ errors: ['States.TaskFailed'], interval: Duration.minutes(1), maxAttempts: 3, backoffRate: 2 });
-    const done = new sfn.Succeed(this, 'SweepDone');
-    const definition = step.next(new sfn.Choice(this, 'MorePages')
-      .when(sfn.Condition.booleanEquals('$.done', true), done)
-      .otherwise(step));
-
-    const machine = new sfn.StateMachine(this, 'Sweep', {
-      comment: 'Applies the IMDS policy to every instance in scope, one DescribeInstances page per step',
-      definitionBody: sfn.DefinitionBody.fromChainable(definition),
-      role: role.withoutPolicyUpdates(),
-      timeout: Duration.hours(24),
-      tracingEnabled: true,
-      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
-    });
-    machine.node.addDependency(policy);
-    return { machine, policy };
-  }
-
-  private acknowledgeFindings(resources: {
-    enforcerPolicy: iam.ManagedPolicy;
-    onEventPolicy: iam.ManagedPolicy;
-    stateMachine: sfn.StateMachine;
-    stateMachinePolicy: iam.ManagedPolicy;
-    sweepFunction: lambda.Function;
-    functions: lambda.Function[];
-  }): void {
-    const stack = Stack.of(this);
-    // cdk-nag names a finding after the resource as it renders in the template.
-    const region = Token.isUnresolved(stack.region) ? '<AWS::Region>' : stack.region;
-    const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
-    const machineId = stack.resolve(stack.getLogicalId(cfnResourceOf(resources.stateMachine) as never));
-    const iam5 = (policy: iam.ManagedPolicy, finding: string, reason: string) =>
-      acknowledgeNagFindings(cfnResourceOf(policy), { rule: 'AwsSolutions-IAM5', finding: `Resource::${finding}`, reason });
-
-    iam5(resources.enforcerPolicy, '*',
-      'ec2:DescribeInstances and cloudwatch:GetMetricData support no resource-level permissions; nothing else in this policy is granted on *.');
-    if (this.mode === ImdsEnforcementMode.ENFORCE) {
-      iam5(resources.enforcerPolicy, `arn:<AWS::Partition>:ec2:${region}:${account}:instance/*`,
-        'ec2:ModifyInstanceMetadataOptions on any instance of this account and region, narrowed by IAM conditions to instances '
-        + 'in scope (instanceTags) and without the exemption tag: which instances need it is only known at run time.');
-    }
-    iam5(resources.onEventPolicy, '*',
-      'ec2:GetInstanceMetadataDefaults and ec2:ModifyInstanceMetadataDefaults act on account-level settings, and ec2:DescribeInstances '
-      + '(preflight) supports no resource-level permissions.');
-    if (this.mode === ImdsEnforcementMode.ENFORCE) {
-      iam5(resources.onEventPolicy, `arn:<AWS::Partition>:ec2:${region}:${account}:instance/*`,
-        'The preflight dry-runs ec2:ModifyInstanceMetadataOptions (DryRun, nothing changes) on one instance in scope, with the same tag '
-        + 'conditions as the sweep: which instance is only known at deployment time.');
-    }
-    iam5(resources.onEventPolicy, `arn:<AWS::Partition>:states:${region}:${account}:execution:<${machineId}.Name>:*`,
-      'states:StopExecution on the executions of this one state machine, to stop a sweep that a newer one supersedes; execution names are generated.');
-    iam5(resources.stateMachinePolicy, '*',
-      'CloudWatch Logs vended log delivery and X-Ray trace submission, which Step Functions logging and tracing require, support no resource-level permissions.');
-
-    acknowledgeNagFindings(cfnResourceOf(resources.sweepFunction), ...['NIST.800.53.R5-LambdaDLQ', 'HIPAA.Security-LambdaDLQ'].map((rule) => ({
-      rule,
-      reason: 'Invoked synchronously by the sweep state machine, which retries failed steps and records failures in its execution history; '
-        + 'a dead-letter queue only ever receives asynchronous invocations.',
-    })));
-    for (const fn of resources.functions) {
-      acknowledgeNagFindings(cfnResourceOf(fn), ...['NIST.800.53.R5-LambdaInsideVPC', 'HIPAA.Security-LambdaInsideVPC', 'PCI.DSS.321-LambdaInsideVPC']
-        .map((rule) => ({
-          rule,
-          reason: 'Calls only AWS service APIs (EC2, CloudWatch, Step Functions, SQS) and serves no network traffic; pass `vpc` to run it in a VPC.',
-        })));
-    }
-  }
 }
 
-function writeLogsStatement(groups: logs.ILogGroup[]): iam.PolicyStatement {
-  return new iam.PolicyStatement({
-    sid: 'WriteOwnLogs',
-    actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-    // A log group's ARN attribute ends in ':*', which covers its log streams.
-    resources: groups.map((g) => g.logGroupArn),
-  });
-}
-
-function deadLetterStatements(queue: sqs.IQueue, key: kms.IKey): iam.PolicyStatement[] {
-  return [
-    new iam.PolicyStatement({ sid: 'SendDeadLetters', actions: ['sqs:SendMessage'], resources: [queue.queueArn] }),
-    new iam.PolicyStatement({
-      sid: 'EncryptDeadLetters',
-      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
-      resources: [key.keyArn],
-      conditions: { StringEquals: { 'kms:ViaService': `sqs.${Stack.of(queue).region}.${Stack.of(queue).urlSuffix}` } },
-    }),
-  ];
-}
-
-const TAG_KEY = /^(?!aws:)[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u;
-const TAG_VALUE = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u;
-
-function validateProps(scope: Construct, props: Imdsv2EnforcementProps): void {
-  const v = new PropsValidator(scope);
-  validateHopLimit(v, props.hopLimit);
-  v.integerInRange('imdsv1LookbackDays', props.imdsv1LookbackDays, 1, 455);
-  if (props.driftCheckInterval !== undefined && !props.driftCheckInterval.isUnresolved()) {
-    const minutes = props.driftCheckInterval.toMinutes({ integral: false });
-    v.require(Number.isInteger(minutes) && minutes >= 60 && minutes <= 30 * 24 * 60, 'driftCheckInterval', props.driftCheckInterval,
-      'a whole number of minutes from 1 hour to 30 days (a sweep of 50,000 instances takes about an hour)');
-  }
-  v.require(!(props.vpcSubnets && !props.vpc), 'vpcSubnets', props.vpcSubnets, 'only together with vpc');
-  v.require(!(props.protectImdsv1Users === false && props.imdsv1LookbackDays !== undefined), 'imdsv1LookbackDays',
-    props.imdsv1LookbackDays, 'only together with protectImdsv1Users (leave it unset when the check is off)');
-  if (props.mode !== undefined) {
-    v.require(Object.values(ImdsEnforcementMode).includes(props.mode), 'mode', props.mode, 'ImdsEnforcementMode.ENFORCE or ImdsEnforcementMode.AUDIT');
-  }
-  if (props.exemptionTagKey !== undefined && !Token.isUnresolved(props.exemptionTagKey)) {
-    v.require(TAG_KEY.test(props.exemptionTagKey), 'exemptionTagKey', props.exemptionTagKey,
-      'a tag key: 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with aws:');
-  }
-  for (const [key, value] of Object.entries(props.instanceTags ?? {})) {
-    if (Token.isUnresolved(key) || Token.isUnresolved(value)) {
-      v.require(false, `instanceTags.${key}`, value, 'literal tag keys and values: they become DescribeInstances filters and IAM conditions');
-      continue;
-    }
-    v.require(TAG_KEY.test(key), `instanceTags[${JSON.stringify(key)}]`, key, 'a tag key: 1 to 128 letters, digits, spaces and _.:/=+-@, not starting with aws:');
-    v.require(typeof value === 'string' && TAG_VALUE.test(value), `instanceTags.${key}`, value, 'a tag value: up to 256 letters, digits, spaces and _.:/=+-@');
-    v.require(key !== (props.exemptionTagKey ?? 'ImdsEnforcementExempt'), `instanceTags.${key}`, value, 'a key other than the exemption tag key');
-  }
-  validatePolicyOptions(v, props);
-  v.throwIfInvalid();
-}

@@ -1,10 +1,9 @@
 import { ArnFormat, CustomResource, Duration, Names, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { HANDLER_RUNTIME, handlerCode } from '../core/handler-code';
+import { createHandlerFunction, LAMBDA_NAG_PACKS, lambdaRuleAcks } from '../core/handler-function';
 import { acknowledgeNagFindings, cfnResourceOf, nagFindingValue } from '../core/nag';
 
 const SETTING_NAME = 'ssm/managed-instance/default-ec2-instance-management-role';
@@ -86,30 +85,25 @@ export class DefaultHostManagement extends Construct {
       managedPolicies: [handlerPolicy],
     });
 
-    const handler = new lambda.Function(this, 'Handler', {
-      description: 'Sets the SSM Default Host Management Configuration role and restores the previous one on delete (cdk-agent-fleet)',
-      runtime: HANDLER_RUNTIME,
-      architecture: lambda.Architecture.ARM_64,
-      handler: 'index.handler',
-      code: handlerCode('targeting', 'default-host-management'),
-      role: handlerRole,
-      timeout: Duration.minutes(1),
-      memorySize: 256,
-      logGroup,
-    });
-    handler.node.addDependency(handlerPolicy);
-    const fn = cfnResourceOf(handler);
     const reasons: Record<string, string> = {
       LambdaConcurrency: 'CloudFormation invokes this custom resource handler a few times per deployment; reserving concurrency would take capacity from the account (new accounts cannot reserve any) without protecting anything.',
       LambdaDLQ: 'CloudFormation is the only caller and learns the outcome from the handler\'s response, which reports every failure; a dead-letter queue would hold events nobody replays.',
       LambdaInsideVPC: 'The handler only calls the regional SSM API and CloudFormation\'s response URL; it touches no data in a VPC, and placing it in one would require NAT or endpoints for no benefit.',
     };
-    for (const pack of ['NIST.800.53.R5', 'HIPAA.Security', 'PCI.DSS.321']) {
-      for (const [rule, reason] of Object.entries(reasons)) {
-        if (pack === 'PCI.DSS.321' && rule === 'LambdaConcurrency') continue;
-        acknowledgeNagFindings(fn, { rule: `${pack}-${rule}`, reason });
-      }
-    }
+    const handler = createHandlerFunction(this, 'Handler', {
+      area: 'targeting',
+      handler: 'default-host-management',
+      description: 'Sets the SSM Default Host Management Configuration role and restores the previous one on delete (cdk-agent-fleet)',
+      role: handlerRole,
+      timeout: Duration.minutes(1),
+      memorySize: 256,
+      logGroup,
+      dependsOn: [handlerPolicy],
+      // PCI DSS has no concurrency rule.
+      acknowledgments: LAMBDA_NAG_PACKS.flatMap((pack) => Object.entries(reasons)
+        .filter(([rule]) => !(pack === 'PCI.DSS.321' && rule === 'LambdaConcurrency'))
+        .flatMap(([rule, reason]) => lambdaRuleAcks(rule, reason, [pack]))),
+    });
 
     new CustomResource(this, 'Resource', {
       resourceType: 'Custom::DefaultHostManagement',

@@ -1,0 +1,80 @@
+import { Duration } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct, IDependable } from 'constructs';
+import { handlerCode, HANDLER_RUNTIME } from './handler-code';
+import { acknowledgeNagFindings, cfnResourceOf, NagAcknowledgment } from './nag';
+
+/** The rule packs whose Lambda rules a handler function acknowledges. */
+export const LAMBDA_NAG_PACKS = ['NIST.800.53.R5', 'HIPAA.Security', 'PCI.DSS.321'];
+
+/**
+ * One acknowledgment of a Lambda rule (`LambdaInsideVPC`, `LambdaDLQ`, ...) in each of `packs`.
+ */
+export function lambdaRuleAcks(rule: string, reason: string, packs: string[] = LAMBDA_NAG_PACKS): NagAcknowledgment[] {
+  return packs.map((pack) => ({ rule: `${pack}-${rule}`, reason }));
+}
+
+/** How one of the library's handler functions is built. Internal: not exported from the package root. */
+export interface HandlerFunctionOptions {
+  /** The area and name of the prebuilt bundle (`lib/<area>/handler/<handler>.ts`). */
+  readonly area: string;
+  readonly handler: string;
+  readonly description: string;
+  /** A role that takes no policy updates: every permission is in the caller's managed policy. */
+  readonly role: iam.IRole;
+  /** The caller's encrypted log group with retention. */
+  readonly logGroup: logs.ILogGroup;
+  readonly timeout: Duration;
+  readonly memorySize: number;
+  readonly reservedConcurrentExecutions?: number;
+  readonly environment?: Record<string, string>;
+  readonly loggingFormat?: lambda.LoggingFormat;
+  /**
+   * Where failed asynchronous invocations go. Set on the L1 so that no grant is attempted on
+   * the role: the caller's policy lists `sqs:SendMessage` itself.
+   */
+  readonly deadLetterQueue?: sqs.IQueue;
+  /** Runs the function in this VPC; its `LambdaInsideVPC` acknowledgments are then dropped. */
+  readonly vpc?: ec2.IVpc;
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /** What the function must not be created before (its managed policies). */
+  readonly dependsOn?: IDependable[];
+  /** The cdk-nag findings acknowledged on the function, in this order. */
+  readonly acknowledgments?: NagAcknowledgment[];
+}
+
+/**
+ * A handler function of the library: the pinned runtime on ARM, its prebuilt bundle, the
+ * caller's role, log group and dead-letter queue, and its acknowledgments.
+ *
+ * A function, not a construct: the function is created in `scope` under `id`, so the
+ * construct tree, logical ids and templates stay where they were.
+ */
+export function createHandlerFunction(scope: Construct, id: string, options: HandlerFunctionOptions): lambda.Function {
+  const fn = new lambda.Function(scope, id, {
+    description: options.description,
+    runtime: HANDLER_RUNTIME,
+    architecture: lambda.Architecture.ARM_64,
+    handler: 'index.handler',
+    code: handlerCode(options.area, options.handler),
+    role: options.role,
+    environment: options.environment,
+    memorySize: options.memorySize,
+    timeout: options.timeout,
+    reservedConcurrentExecutions: options.reservedConcurrentExecutions,
+    logGroup: options.logGroup,
+    loggingFormat: options.loggingFormat,
+    ...(options.vpc ? { vpc: options.vpc, vpcSubnets: options.vpcSubnets, allowPublicSubnet: false } : {}),
+  });
+  if (options.deadLetterQueue) {
+    (fn.node.defaultChild as lambda.CfnFunction).deadLetterConfig = { targetArn: options.deadLetterQueue.queueArn };
+  }
+  if (options.dependsOn?.length) fn.node.addDependency(...options.dependsOn);
+  const acks = (options.acknowledgments ?? []).filter((ack) => !(options.vpc && ack.rule.endsWith('-LambdaInsideVPC')));
+  if (acks.length > 0) acknowledgeNagFindings(cfnResourceOf(fn), ...acks);
+  return fn;
+}
