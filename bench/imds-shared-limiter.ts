@@ -17,6 +17,7 @@ import { ImdsPolicy } from '../lib/imds/handler/shared/policy';
 import { RateLimiter, SharedTokenBucket } from '../lib/imds/handler/shared/shared-limiter';
 import { AdaptiveTokenBucket } from '../lib/imds/handler/shared/throttle';
 import { SimInstance, SimulatedCloudWatch, SimulatedEc2, ThrottleStoreModel, VirtualClock } from './imds-sim';
+import { mulberry32 } from '../test/helpers/prng';
 
 const FLEETS = ['containers', 'hosts'] as const;
 const LAMBDA_BUDGET_MS = 15 * 60_000;
@@ -40,17 +41,6 @@ function simInstance(id: number, fleet: string, nonCompliant: boolean): SimInsta
     MetadataOptions: {
       HttpTokens: nonCompliant ? 'optional' : 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled', InstanceMetadataTags: 'enabled',
     },
-  };
-}
-
-/** A deterministic pseudo-random sequence (mulberry32), so both variants see the same launches. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -88,7 +78,8 @@ export interface ScenarioResult {
 export async function simulateScenario(shared: boolean, fleetSize: number, nonCompliantShare: number, launches: number): Promise<ScenarioResult> {
   const clock = new VirtualClock();
   const store = new ThrottleStoreModel(clock);
-  const rnd = random(12);
+  // Deterministic, so both variants see the same launches.
+  const rnd = mulberry32(12);
   let id = 1;
   const instances = FLEETS.flatMap((fleet) => Array.from({ length: fleetSize }, () => simInstance(id++, fleet, rnd() < nonCompliantShare)));
   const ec2 = new SimulatedEc2(clock, instances);

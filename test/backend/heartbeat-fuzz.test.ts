@@ -12,22 +12,12 @@ import { handler, resetForTests } from '../../lib/backend/handler/heartbeat';
 import { clock } from '../../lib/backend/handler/shared/clock';
 import { metricSink } from '../../lib/backend/handler/shared/emf';
 import { applyEnv, backendEnv, heartbeatEvent, NOW, validBody } from './fixtures';
+import { mulberry32 } from '../helpers/prng';
 
 const CASES = 4000;
 const SEED = 20260301;
 
-/** mulberry32: small, fast, seedable. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const random = prng(SEED);
+const random = mulberry32(SEED);
 const int = (n: number) => Math.floor(random() * n);
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
 
