@@ -51,21 +51,10 @@ export interface AgentFleetEndpointsOptions extends AgentVpcEndpointsOptions {}
 
 
 /**
- * Properties of an AgentFleet.
+ * What a fleet takes besides the agent itself: which instances, the parts and their
+ * settings. The agent presets take these too.
  */
-export interface AgentFleetProps {
-  /**
-   * The agent's name: 1 to 32 letters, digits and `-`. It names the association output
-   * folder in the telemetry store (`ssm-association-output/<agentName>/`) and tags every
-   * resource of the fleet (`cdk-agent-fleet:agent`).
-   */
-  readonly agentName: string;
-
-  /**
-   * The builds of the agent, at most one per format (RPM, DEB, MSI) and architecture.
-   */
-  readonly packages: AgentPackage[];
-
+export interface AgentFleetOptions {
   /**
    * The instance tag that includes (`true`) or excludes (`false`) an instance — for the
    * install document, the associations and the backend alike. Instances read it from
@@ -168,6 +157,23 @@ export interface AgentFleetProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
+}
+
+/**
+ * Properties of an AgentFleet.
+ */
+export interface AgentFleetProps extends AgentFleetOptions {
+  /**
+   * The agent's name: 1 to 32 letters, digits and `-`. It names the association output
+   * folder in the telemetry store (`ssm-association-output/<agentName>/`) and tags every
+   * resource of the fleet (`cdk-agent-fleet:agent`).
+   */
+  readonly agentName: string;
+
+  /**
+   * The builds of the agent, at most one per format (RPM, DEB, MSI) and architecture.
+   */
+  readonly packages: AgentPackage[];
 }
 
 /** The parts of a fleet, to know which ones can be built when some props are wrong. */
