@@ -103,6 +103,14 @@ function readScript(file: string): string[] {
   return lines.filter((line) => !/^\s*#/.test(line) || KEPT_COMMENT.test(line));
 }
 
+/**
+ * A bash fragment of functions, inlined after a script's settings header, without the
+ * shellcheck directive of the standalone file (its globals come from the script).
+ */
+export function scriptFragment(file: string): string[] {
+  return readScript(file).filter((line) => !/^# shellcheck shell=/.test(line));
+}
+
 /** The aws:runShellScript lines: the Linux script with its settings header. */
 export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS): string[] {
   const linux = packages.filter((p) => p.format === PackageFormat.RPM || p.format === PackageFormat.DEB);
@@ -137,9 +145,7 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  // The S3 download functions, without the shellcheck directive of the standalone file.
-  const s3Download = readScript('s3-download.sh').filter((line) => !/^# shellcheck shell=/.test(line));
-  return [shebang, ...header, ...s3Download, ...body];
+  return [shebang, ...header, ...scriptFragment('aws-request.sh'), ...scriptFragment('s3-download.sh'), ...body];
 }
 
 /** The aws:runPowerShellScript lines: the Windows script with its settings header. */

@@ -16,6 +16,7 @@ import { ConnectProxy, Credentials, ImdsStandIn, makeCertificate, S3StandIn, sca
 import { AgentPackage, PackageFormat } from '../../lib';
 import { renderLinuxScript } from '../../lib/install/install-scripts';
 
+const SIGNER = path.join(__dirname, '../../lib/install/scripts/aws-request.sh');
 const FRAGMENT = path.join(__dirname, '../../lib/install/scripts/s3-download.sh');
 const REGION = 'eu-west-1';
 const BUCKET = 'agent-packages';
@@ -92,6 +93,7 @@ imds_version='${imds ? 'v2' : 'none'}'
 imds_header_file='${headerFile}'
 workdir='${workdir}'
 AGENT_S3_ENDPOINT='${s3Server.endpoint}'
+source '${SIGNER}'
 source '${FRAGMENT}'
 status=0
 s3_download 's3://${BUCKET}/${options.key ?? KEY}' '${REGION}' '${dest}' || status=$?
@@ -264,7 +266,7 @@ describe('S3 packages without the AWS CLI: a SigV4-signed GET from the script', 
 });
 
 describe('the rendered Linux script', () => {
-  test('inlines the S3 download functions after the settings header, and uses them for s3:// packages', () => {
+  test('inlines the request signer and the S3 download functions after the settings header, and uses them for s3:// packages', () => {
     const stack = new Stack(new App(), 'Stack', { env: { region: REGION } });
     const deb = AgentPackage.fromBucket(s3.Bucket.fromBucketName(stack, 'Packages', BUCKET), KEY, {
       format: PackageFormat.DEB, architecture: ec2.InstanceArchitecture.X86_64, sha256: 'a'.repeat(64), version: '1.2.3', serviceName: 'agent',
@@ -272,8 +274,8 @@ describe('the rendered Linux script', () => {
 
     const lines = renderLinuxScript([deb]);
 
-    // the fragment's code, without its comments (the document keeps only code and directives)
-    const fragment = fs.readFileSync(FRAGMENT, 'utf8').trimEnd().split('\n').filter((line) => !/^\s*#/.test(line));
+    // the fragments' code, in order, without their comments (the document keeps only code and directives)
+    const fragment = [SIGNER, FRAGMENT].flatMap((file) => fs.readFileSync(file, 'utf8').trimEnd().split('\n').filter((line) => !/^\s*#/.test(line)));
     const start = lines.indexOf(fragment[0]);
     expect(start).toBeGreaterThan(lines.indexOf('# --- end of settings ---'));
     expect(lines.slice(start, start + fragment.length)).toEqual(fragment);
