@@ -80,7 +80,9 @@ function identityEvent(body: unknown, network: { sourceIp?: string; vpceId?: str
 
 function ec2Knows(instance: Record<string, unknown> = {}, endpointVpc = VPC) {
   ec2.on(DescribeInstancesCommand).resolves({
-    Reservations: [{ OwnerId: ACCOUNT, Instances: [{ InstanceId: INSTANCE, State: { Name: 'running', Code: 16 }, PrivateIpAddress: PRIVATE_IP, VpcId: VPC, ...instance }] }],
+    Reservations: [{ OwnerId: ACCOUNT, Instances: [{
+      InstanceId: INSTANCE, State: { Name: 'running', Code: 16 }, PrivateIpAddress: PRIVATE_IP, VpcId: VPC, InstanceType: 'm7g.large', ImageId: 'ami-0abcdef1234567890', ...instance,
+    }] }],
   });
   ec2.on(DescribeVpcEndpointsCommand).resolves({ VpcEndpoints: [{ VpcEndpointId: ENDPOINT, VpcId: endpointVpc }] });
 }
@@ -245,6 +247,28 @@ describe('a replayed or forged document is refused, and nothing is written', () 
     // A forwarding header naming the caller itself is what API Gateway may add: accepted.
     res = await call(identityBody(), { headers: { 'x-forwarded-for': PRIVATE_IP } });
     expect(res.status).toBe(200);
+  });
+
+  test('when EC2 says the instance has another type or image than the signed document (metering never rests on the signature alone)', async () => {
+    ec2Knows({ InstanceType: 'm7g.medium' });
+    const res = await call(identityBody());
+    expect(res.status).toBe(403);
+    expect(res.body.message).toMatch(/EC2 says instance .* is a m7g.medium from ami-0abcdef1234567890, not what the signed document says/);
+    expect(registryWrites()).toBe(0);
+  });
+
+  test('a document signed the way the EC2 User Guide verifies it (openssl dgst -sha256) is accepted', async () => {
+    ec2Knows();
+    const doc = documentText();
+    const docFile = path.join(dir, 'document');
+    fs.writeFileSync(docFile, doc);
+    const signature = execFileSync('openssl', ['dgst', '-sha256', '-sign', path.join(dir, 'aws.key'), docFile]).toString('base64');
+    // And openssl verifies node's signature with the certificate's key, as the guide does.
+    fs.writeFileSync(path.join(dir, 'signature'), Buffer.from(signatureOf(doc), 'base64'));
+    execFileSync('sh', ['-c', `openssl x509 -pubkey -noout -in "${path.join(dir, 'aws.pem')}" > "${path.join(dir, 'key')}"`]);
+    const verified = execFileSync('openssl', ['dgst', '-sha256', '-verify', path.join(dir, 'key'), '-signature', path.join(dir, 'signature'), docFile]).toString();
+    expect(verified.trim()).toBe('Verified OK');
+    expect((await call(identityBody(doc, signature))).status).toBe(200);
   });
 
   test('when the instance has an instance profile (it must sign with its role)', async () => {

@@ -8,8 +8,9 @@
  *   2. the signature, against the AWS certificate of this Region (no AWS call before it);
  *   3. the signed document is of this account and Region, and the body says the same;
  *   4. the request came through a listed endpoint, over IPv4, unproxied, from the document's address;
- *   5. EC2: the instance exists, is running, has that primary private address, lives in the
- *      endpoint's VPC, and has no instance profile (instances with a role use the role path).
+ *   5. EC2: the instance exists, is running, has that primary private address, the signed type
+ *      and image, lives in the endpoint's VPC, and has no instance profile (instances with a
+ *      role use the role path).
  *
  * Then the same registry write and answer as the role path, with no instructions: this path
  * reports liveness and the agent's health and does nothing else.
@@ -78,6 +79,10 @@ async function establishOrigin(event: APIGatewayProxyEvent, s: State, body: Iden
   if (!instance.found) throw refuse(`EC2 does not know instance ${signed.instanceId} in this account and Region`);
   if (instance.state !== 'running') throw refuse(`instance ${signed.instanceId} is ${instance.state ?? 'in an unknown state'}, not running`);
   if (instance.privateIp !== network.sourceIp) throw refuse(`the request comes from ${network.sourceIp}, not from the instance's primary private address`);
+  // The registry meters by these: EC2 confirms them too, so they never rest on the signature alone.
+  if (instance.instanceType !== signed.instanceType || instance.imageId !== signed.imageId) {
+    throw refuse(`EC2 says instance ${signed.instanceId} is a ${instance.instanceType ?? '?'} from ${instance.imageId ?? '?'}, not what the signed document says`);
+  }
   if (instance.hasInstanceProfile) throw refuse(`instance ${signed.instanceId} has an instance profile: it signs its heartbeats with its role (POST /v1/heartbeat)`);
   const endpointVpc = await s.lookup.endpointVpc(network.vpceId);
   if (!endpointVpc || endpointVpc !== instance.vpcId) throw refuse('the request came through an endpoint of another VPC than the instance\'s');

@@ -13,6 +13,8 @@ export interface InstanceFacts {
   readonly privateIp?: string;
   readonly vpcId?: string;
   readonly hasInstanceProfile?: boolean;
+  readonly instanceType?: string;
+  readonly imageId?: string;
 }
 
 /** Raised when EC2 could not answer (throttling, outage): a 503, never a refusal or a pass. */
@@ -64,6 +66,8 @@ export class InstanceLookup {
         privateIp: instance.PrivateIpAddress,
         vpcId: instance.VpcId,
         hasInstanceProfile: instance.IamInstanceProfile !== undefined,
+        instanceType: instance.InstanceType,
+        imageId: instance.ImageId,
       } : { found: false };
     } catch (err) {
       if ((err as { name?: string }).name === 'InvalidInstanceID.NotFound' || (err as { name?: string }).name === 'InvalidInstanceID.Malformed') {
