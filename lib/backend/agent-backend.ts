@@ -18,7 +18,8 @@ import { createBackendKey, createRegistry, registryKeyStatements } from './backe
 import { createBackendAlarms, createBackendDashboard } from './backend-dashboard';
 import { renderTemplates, validateProps } from './backend-validation';
 import { COVERAGE_CHANGE_DETAIL_TYPE, COVERAGE_EVENT_SOURCE } from './coverage-event';
-import { addIdentityHeartbeats, IDENTITY_HEARTBEAT_PATH, IdentityDocumentHeartbeatOptions } from './identity-document-heartbeats';
+import { IdentityDocumentHeartbeatOptions } from './identity-document-heartbeat-options';
+import { addIdentityHeartbeats, IDENTITY_HEARTBEAT_PATH } from './identity-document-heartbeats';
 
 /**
  * How agents reach the backend's API.
