@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { AgentBackend, AgentBackendProps, BackendEndpointType, TelemetryStore } from '../../lib';
+import { AgentBackend, AgentBackendProps, AgentFleet, AgentPackage, BackendEndpointType, PackageFormat, TelemetryStore } from '../../lib';
 import { AgentFleetErrors } from '../../lib/core/errors';
 import { nagFindings, nagV2Findings } from '../helpers/nag';
 
@@ -98,6 +98,31 @@ describe('identity-document heartbeats', () => {
     const t = Template.fromStack(build(new App()).stack);
     const none = methods(t).find((m) => m.Properties.AuthorizationType === 'NONE');
     expect(none.Metadata.cdk_nag.rules_to_suppress.map((r: any) => r.id).sort()).toEqual(['AwsSolutions-APIG4', 'AwsSolutions-COG4']);
+  });
+});
+
+describe('identity-document heartbeats through AgentFleet', () => {
+  test('a fleet with a PRIVATE backend passes the option through: the NONE method admits only the fleet\'s execute-api endpoints', () => {
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', {
+      vpcId: 'vpc-0123456789abcdef0', vpcCidrBlock: '10.0.0.0/16', availabilityZones: ['eu-west-1a'],
+      isolatedSubnetIds: ['subnet-0123456789abcdef0'], isolatedSubnetRouteTableIds: ['rtb-0123456789abcdef0'],
+    });
+    const fleet = new AgentFleet(stack, 'Fleet', {
+      agentName: 'security-agent',
+      packages: [AgentPackage.fromUrl('https://downloads.example.com/security-agent-1.2.3.x86_64.rpm', {
+        version: '1.2.3', serviceName: 'security-agent', format: PackageFormat.RPM, architecture: ec2.InstanceArchitecture.X86_64, sha256: 'a'.repeat(64),
+      })],
+      vpcs: [vpc],
+      imds: { hopLimit: 1 },
+      backend: { endpointType: BackendEndpointType.PRIVATE, identityDocumentHeartbeats: { regionCertificate: rsaCertificate } },
+    });
+    expect(fleet.backend?.identityHeartbeatFunction).toBeDefined();
+    const t = Template.fromStack(stack);
+    expect(methods(t).map((m) => m.Properties.AuthorizationType).sort()).toEqual(['AWS_IAM', 'NONE']);
+    const policy = stack.resolve(Object.values(t.findResources('AWS::ApiGateway::RestApi'))[0]).Properties.Policy;
+    const allow = policy.Statement.find((st: any) => st.Sid === 'AllowIdentityDocumentHeartbeatsThroughTheVpcEndpoints');
+    expect(JSON.stringify(allow.Condition.StringEquals['aws:SourceVpce'])).toMatch(/ExecuteApi/);
   });
 });
 
