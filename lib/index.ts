@@ -4,6 +4,7 @@ export * from './nag/agent-fleet-checks';
 export * from './backend/sensor';
 export * from './backend/assessment-template';
 export * from './backend/agent-backend';
+export * from './backend/identity-document-heartbeat-options';
 export * from './install/agent-package';
 export * from './install/agent-install-document';
 export * from './targeting/auto-configuration-mode';

@@ -18,6 +18,8 @@ import { createBackendKey, createRegistry, registryKeyStatements } from './backe
 import { createBackendAlarms, createBackendDashboard } from './backend-dashboard';
 import { renderTemplates, validateProps } from './backend-validation';
 import { COVERAGE_CHANGE_DETAIL_TYPE, COVERAGE_EVENT_SOURCE } from './coverage-event';
+import { IdentityDocumentHeartbeatOptions } from './identity-document-heartbeat-options';
+import { addIdentityHeartbeats, IDENTITY_HEARTBEAT_PATH } from './identity-document-heartbeats';
 
 /**
  * How agents reach the backend's API.
@@ -76,6 +78,17 @@ export interface AgentBackendOptions {
    * @default - only this account's principals
    */
   readonly principalOrgId?: string;
+
+  /**
+   * Also accept heartbeats of instances that have no role to sign with (Default Host
+   * Management), authenticated by the instance's signed identity document on
+   * `POST /v1/identity-heartbeat` and bound to the instance by its network origin. Only with
+   * `endpointType` PRIVATE. Such heartbeats are recorded, and answered with no instructions.
+   * Read the README's threat model first.
+   *
+   * @default - off: only heartbeats signed with an instance role
+   */
+  readonly identityDocumentHeartbeats?: IdentityDocumentHeartbeatOptions;
 
   /**
    * Steady-state requests per second the API stage accepts.
@@ -234,6 +247,9 @@ export class AgentBackend extends Construct {
 
   /** The function behind `POST /v1/heartbeat`. */
   public readonly heartbeatFunction: lambda.IFunction;
+
+  /** The function of `POST /v1/identity-heartbeat`, when `identityDocumentHeartbeats` is on. */
+  public readonly identityHeartbeatFunction?: lambda.IFunction;
 
   /** The scheduled function that marks inactive agents, removes expired ones and publishes agent metrics. */
   public readonly registrySweepFunction: lambda.IFunction;
@@ -399,6 +415,12 @@ export class AgentBackend extends Construct {
     this.api = api.api;
     this.stage = api.stage;
     this.accessLogGroup = api.accessLogs;
+    if (props.identityDocumentHeartbeats && props.endpointType === BackendEndpointType.PRIVATE) {
+      this.identityHeartbeatFunction = addIdentityHeartbeats(this, {
+        options: props.identityDocumentHeartbeats, v1: api.v1, validator: api.validator, model: api.model, environment,
+        vpcEndpointIds: (props.vpcEndpoints ?? []).map((e) => e.vpcEndpointId), registry: this.registry, encryptionKey: this.encryptionKey, logRetention,
+      });
+    }
 
     this.alarmTopic = props.alarmTopic ?? new sns.Topic(this, 'AlarmTopic', {
       displayName: `Alarms of the agent backend ${this.node.path}`,
@@ -414,6 +436,11 @@ export class AgentBackend extends Construct {
   /** The URL agents post heartbeats to. */
   public get heartbeatUrl(): string {
     return this.api.urlForPath('/v1/heartbeat');
+  }
+
+  /** The URL instances without a role post identity-document heartbeats to (when `identityDocumentHeartbeats` is on). */
+  public get identityHeartbeatUrl(): string | undefined {
+    return this.identityHeartbeatFunction ? this.api.urlForPath(IDENTITY_HEARTBEAT_PATH) : undefined;
   }
 
   /**

@@ -8,6 +8,7 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { BackendEndpointType, type AgentBackendProps } from './agent-backend';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
+import { IDENTITY_HEARTBEAT_PATH, identityMethodThrottle, identityPolicyStatement } from './identity-document-heartbeats';
 
 /** The stage agents call. */
 const STAGE_NAME = 'live';
@@ -48,6 +49,8 @@ export function createBackendApi(backend: Construct, props: AgentBackendProps, f
       },
     }));
   }
+  const identity = endpointType === BackendEndpointType.PRIVATE ? props.identityDocumentHeartbeats : undefined;
+  if (identity) statements.push(identityPolicyStatement((props.vpcEndpoints ?? []).map((e) => e.vpcEndpointId)));
   if (endpointType === BackendEndpointType.PRIVATE) {
     statements.push(new iam.PolicyStatement({
       sid: 'DenyOutsideTheVpcEndpoints',
@@ -78,6 +81,7 @@ export function createBackendApi(backend: Construct, props: AgentBackendProps, f
       tracingEnabled: true,
       throttlingRateLimit: props.throttlingRateLimit ?? 100,
       throttlingBurstLimit: props.throttlingBurstLimit ?? 200,
+      methodOptions: identity ? { [`${IDENTITY_HEARTBEAT_PATH}/POST`]: identityMethodThrottle(identity) } : undefined,
       loggingLevel: props.executionLoggingLevel ?? apigw.MethodLoggingLevel.ERROR,
       dataTraceEnabled: false,
       metricsEnabled: true,
@@ -92,7 +96,8 @@ export function createBackendApi(backend: Construct, props: AgentBackendProps, f
     description: 'A heartbeat is a JSON object; its closed schema is enforced by the function',
     schema: { schema: apigw.JsonSchemaVersion.DRAFT4, title: 'Heartbeat', type: apigw.JsonSchemaType.OBJECT },
   });
-  const heartbeat = api.root.addResource('v1').addResource('heartbeat');
+  const v1 = api.root.addResource('v1');
+  const heartbeat = v1.addResource('heartbeat');
   const post = heartbeat.addMethod('POST', new apigw.LambdaIntegration(fn, { proxy: true, allowTestInvoke: false }), {
     authorizationType: apigw.AuthorizationType.IAM,
     requestValidator: validator,
@@ -125,5 +130,5 @@ export function createBackendApi(backend: Construct, props: AgentBackendProps, f
       reason: 'Client certificates authenticate API Gateway to HTTP backends; the only integration is a Lambda proxy invoked over the AWS API with IAM, which a client certificate does not apply to.',
     })),
   );
-  return { api, stage, accessLogs };
+  return { api, stage, accessLogs, v1, validator, model };
 }

@@ -86,7 +86,7 @@ export function createBackendDashboard(
       width: 12,
       left: [
         report('Covered', 'covered'), report('Excluded', 'excluded'), report('NotSsmManaged', 'not SSM-managed'),
-        report('AgentMissing', 'agent missing'), report('AgentInactive', 'agent inactive'),
+        report('AgentUnhealthy', 'agent unhealthy'), report('AgentMissing', 'agent missing'), report('AgentInactive', 'agent inactive'),
       ],
     }),
     new cloudwatch.GraphWidget({
@@ -100,6 +100,27 @@ export function createBackendDashboard(
       title: 'IMDSv1',
       width: 6,
       left: [sweep('AgentsUsingImdsV1', 'agents using IMDSv1'), report('ImdsV1Allowed', 'instances allowing IMDSv1')],
+    }),
+  );
+  // Instances whose agent heartbeats but whose service is down, and the events that told people.
+  const changes = (name: string, label: string) => backend.metric(name, { period: coverageEvery, statistic: cloudwatch.Stats.SUM, label });
+  dashboard.addWidgets(
+    new cloudwatch.GraphWidget({
+      title: 'Agents unhealthy (service not running)',
+      width: 8,
+      left: [report('AgentUnhealthy', 'agent unhealthy')],
+      leftYAxis: { min: 0 },
+    }),
+    new cloudwatch.SingleValueWidget({
+      title: 'Agents unhealthy (latest report)',
+      width: 4,
+      metrics: [report('AgentUnhealthy', 'agent unhealthy')],
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Coverage change events',
+      width: 12,
+      left: [changes('CoverageChanges', 'events sent'), changes('CoverageEventsFailed', 'events failed (run retried)')],
+      leftYAxis: { min: 0 },
     }),
   );
   return dashboard;

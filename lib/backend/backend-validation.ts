@@ -4,6 +4,7 @@ import { BackendEndpointType, type AgentBackendProps } from './agent-backend';
 import { AssessmentTemplate } from './assessment-template';
 import { Sensor } from './sensor';
 import { PropsValidator } from '../core/validation';
+import { validateIdentityOptions } from './identity-document-heartbeats';
 
 /** The templates as the handlers read them (one environment variable). */
 export function renderTemplates(assessments: AssessmentTemplate[]): string {
@@ -55,6 +56,7 @@ export function validateProps(scope: Construct, props: AgentBackendProps, assess
   } else {
     v.require(endpoints.length === 0, 'vpcEndpoints', `${endpoints.length} endpoint(s)`, 'none unless endpointType is PRIVATE');
   }
+  validateIdentityOptions(v, props.identityDocumentHeartbeats, endpointType === BackendEndpointType.PRIVATE);
   if (props.webAclArn !== undefined && !Token.isUnresolved(props.webAclArn)) {
     v.require(/^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:[0-9]{12}:regional\/webacl\/.+$/.test(props.webAclArn), 'webAclArn', props.webAclArn, 'the ARN of a REGIONAL AWS WAF web ACL');
   }

@@ -281,6 +281,20 @@ describe('AgentBackend alarms and dashboard', () => {
       expect(body).toContain(text);
     }
   });
+
+  test('the dashboard has widgets for agentUnhealthy and for the coverage change events (sent and failed)', () => {
+    const { stack, template } = backendStack();
+    const resolved = stack.resolve(Object.values(template().findResources('AWS::CloudWatch::Dashboard'))[0]) as any;
+    const widgets = JSON.parse(resolved.Properties.DashboardBody['Fn::Join'][1].map((p: unknown) => (typeof p === 'string' ? p : 'X')).join('')).widgets;
+    const byTitle = (title: string) => widgets.find((w: any) => w.properties.title === title);
+    const metricNames = (w: any) => w.properties.metrics.map((m: unknown[]) => m.find((x) => typeof x === 'string' && /^[A-Z]/.test(x) && x !== 'CdkAgentFleet' && x !== 'Backend'));
+    expect(metricNames(byTitle('Agents unhealthy (service not running)'))).toEqual(['AgentUnhealthy']);
+    expect(byTitle('Agents unhealthy (latest report)').type).toBe('metric');
+    expect(byTitle('Agents unhealthy (latest report)').properties.view).toBe('singleValue');
+    expect(metricNames(byTitle('Coverage change events'))).toEqual(['CoverageChanges', 'CoverageEventsFailed']);
+    expect(byTitle('Coverage change events').properties.metrics.every((m: any[]) => m[m.length - 1].stat === 'Sum')).toBe(true);
+    expect(metricNames(byTitle('Coverage'))).toContain('AgentUnhealthy');
+  });
 });
 
 describe('AgentBackend validation', () => {
