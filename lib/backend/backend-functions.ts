@@ -7,6 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { declareDeadLetterQueue } from '../core/control-tower';
 import { createHandlerFunction, lambdaRuleAcks } from '../core/handler-function';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 
@@ -18,6 +19,7 @@ export function createBackendDeadLetterQueue(backend: Construct, encryptionKey: 
     enforceSSL: true,
     retentionPeriod: Duration.days(14),
   });
+  declareDeadLetterQueue(queue);
   acknowledgeNagFindings(cfnResourceOf(queue), {
     rule: 'AwsSolutions-SQS3',
     reason: 'This queue is itself the dead-letter queue of the scheduled registry sweep and coverage report functions.',

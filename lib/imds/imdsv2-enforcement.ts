@@ -12,6 +12,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { declareDeadLetterQueue } from '../core/control-tower';
 import { createHandlerFunction, lambdaRuleAcks } from '../core/handler-function';
 import { warnOnWideHopLimit } from './hop-limit';
 import { HopLimitPolicy } from './imds-policy-options';
@@ -341,6 +342,7 @@ export class Imdsv2Enforcement extends Construct {
       retentionPeriod: Duration.days(14),
       removalPolicy,
     });
+    declareDeadLetterQueue(dlq);
     this.deadLetterQueue = dlq;
     const fn = (name: string, options: {
       handler: string; description: string; timeout: Duration; role: iam.IRole; logGroup: logs.ILogGroup;

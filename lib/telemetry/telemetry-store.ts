@@ -4,6 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY } from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
+import { limitGrantsToAwsResources } from '../core/control-tower';
 import { grantKeyThroughS3 } from '../core/key-through-s3';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
@@ -123,11 +124,7 @@ export class TelemetryStore extends Construct {
     this.agentPrefix = props.agentPrefix ?? 'agents/';
     const noncurrentVersionRetention = props.noncurrentVersionRetention ?? Duration.days(7);
 
-    this.encryptionKey = props.encryptionKey ?? new kms.Key(this, 'Key', {
-      description: `Encrypts agent telemetry in ${this.node.path}`,
-      enableKeyRotation: true,
-      removalPolicy,
-    });
+    this.encryptionKey = props.encryptionKey ?? this.createKey(removalPolicy);
 
     this.accessLogsBucket = props.accessLogsBucket ?? this.createAccessLogsBucket(
       props.accessLogsRetention ?? Duration.days(365),
@@ -247,6 +244,16 @@ export class TelemetryStore extends Construct {
     deny('DenyCustomerProvidedKeys', {
       Null: { 's3:x-amz-server-side-encryption-customer-algorithm': 'false' },
     });
+  }
+
+  private createKey(removalPolicy: RemovalPolicy): kms.IKey {
+    const key = new kms.Key(this, 'Key', {
+      description: `Encrypts agent telemetry in ${this.node.path}`,
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    limitGrantsToAwsResources(key);
+    return key;
   }
 
   private createAccessLogsBucket(
