@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -38,6 +39,8 @@ export function createBackendFunction(backend: Construct, encryptionKey: kms.IKe
   timeout: Duration;
   reservedConcurrentExecutions: number;
   logRetention: logs.RetentionDays;
+  vpc?: ec2.IVpc;
+  vpcSubnets?: ec2.SubnetSelection;
   deadLetterQueue?: sqs.IQueue;
   statements: iam.PolicyStatement[];
   wildcardReasons?: Record<string, string>;
@@ -82,10 +85,12 @@ export function createBackendFunction(backend: Construct, encryptionKey: kms.IKe
     logGroup,
     loggingFormat: lambda.LoggingFormat.JSON,
     deadLetterQueue: options.deadLetterQueue,
+    vpc: options.vpc,
+    vpcSubnets: options.vpcSubnets,
     dependsOn: [policy],
     acknowledgments: [
       ...lambdaRuleAcks('LambdaInsideVPC',
-        'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3) over TLS with IAM credentials and reaches nothing inside a VPC.'),
+        'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3, EventBridge) over TLS with IAM credentials and reaches nothing inside a VPC; pass `vpc` to run it in one.'),
       ...(options.deadLetterQueue ? [] : lambdaRuleAcks('LambdaDLQ',
         'API Gateway invokes this function synchronously and the agent receives the error; a dead-letter queue only ever receives asynchronous invocations.')),
     ],

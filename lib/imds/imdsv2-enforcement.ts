@@ -132,8 +132,12 @@ export interface Imdsv2EnforcementProps {
   readonly alarmTopic?: sns.ITopic;
 
   /**
-   * VPC to run the handlers in. They call only AWS APIs (EC2, CloudWatch, Step Functions,
-   * SQS): the subnets need a route to them, through a NAT gateway or interface endpoints.
+   * VPC to run the handlers in, each with a security group of its own that admits nothing
+   * and lets out HTTPS only. They call only AWS APIs (EC2, CloudWatch, Step Functions,
+   * DynamoDB, S3 for the sweep reports) and the custom resource answers CloudFormation
+   * through a presigned S3 URL (the `cloudformation-custom-resource-response-<region>`
+   * bucket): the subnets need a route to them, through a NAT gateway or VPC endpoints.
+   * Needed for AWS Control Tower's CT.LAMBDA.PR.3.
    *
    * @default - the handlers run outside any VPC
    */
