@@ -42,32 +42,39 @@ function constructPaths(stage: Stage): Map<string, Map<string, string>> {
 }
 
 /**
- * Synthesizes `stage` and runs the Control Tower proactive controls of
- * `@cdklabs/cdk-validator-cfnguard` over every template it produced, the way CDK's policy
- * validation calls the plugin (`validate({ templatePaths })`), and returns the failures as
- * `<control id> <construct path>` (or `<template>:<logical id>` outside the construct tree),
- * sorted.
+ * Synthesizes each app and runs the Control Tower proactive controls of
+ * `@cdklabs/cdk-validator-cfnguard` over every template they produced, the way CDK's policy
+ * validation calls the plugin (`validate({ templatePaths })`). Returns, per app, its failures
+ * as `<control id> <construct path>` (or `<template>:<logical id>` for a template staged as
+ * an asset), sorted.
  *
  * The plugin is called directly rather than through `Validations.of(app).addPlugins()` so
- * that nothing is printed and one cfn-guard run covers every template. Rule files about
- * resource types no template contains cannot fail and are skipped: cfn-guard loads every
- * rule file for each run, which takes about a minute for the full set on a busy 2-core machine.
+ * that nothing is printed and one cfn-guard run covers every app: cfn-guard loads every rule
+ * file on each run, about a minute for the full set on a busy 2-core machine. For the same
+ * reason rule files about resource types no template contains (which cannot fail) are skipped.
  */
-export function controlTowerFindings(stage: Stage): ControlFinding[] {
-  const assembly = stage.synth();
-  const templates = templateFiles(assembly);
+export function controlTowerFindings(apps: Record<string, Stage>): Record<string, ControlFinding[]> {
+  const synthesized = Object.entries(apps).map(([name, app]) => {
+    const assembly = app.synth();
+    return { name, app, directory: assembly.directory, templates: templateFiles(assembly), paths: constructPaths(app) };
+  });
+  const templates = synthesized.flatMap((s) => s.templates);
   const present = new Set(templates.flatMap((file) =>
     Object.values(JSON.parse(fs.readFileSync(file, 'utf8')).Resources as Record<string, { Type: string }>).map((r) => r.Type)));
   const disabledRules = ruleFiles().filter((rule) => rule.types.length > 0 && !rule.types.some((t) => present.has(t))).map((rule) => rule.name);
-  const report = new CfnGuardValidator({ disabledRules, maxBuffer: 256 * 1024 * 1024 }).validate({ templatePaths: templates, appConstruct: stage } as never);
-  const paths = constructPaths(stage);
-  const findings = report.violations.flatMap((violation) => {
+  const report = new CfnGuardValidator({ disabledRules, maxBuffer: 512 * 1024 * 1024 })
+    .validate({ templatePaths: templates, appConstruct: synthesized[0].app } as never);
+
+  const findings: Record<string, Set<string>> = Object.fromEntries(synthesized.map((s) => [s.name, new Set<string>()]));
+  for (const violation of report.violations) {
     const control = /\[(CT\.[A-Z0-9]+\.PR\.\d+)\]/.exec(violation.description)?.[1] ?? violation.ruleName;
-    return violation.violatingResources.map((resource) => {
+    for (const resource of violation.violatingResources) {
+      const owner = synthesized.find((s) => resource.templatePath.startsWith(s.directory + path.sep));
+      if (!owner) throw new Error(`a finding in ${resource.templatePath}, which no app produced`);
       const template = path.basename(resource.templatePath);
-      return `${control} ${paths.get(template)?.get(resource.resourceLogicalId) ?? `${template}:${resource.resourceLogicalId}`}`;
-    });
-  });
-  expect(report.success).toBe(findings.length === 0);
-  return [...new Set(findings)].sort();
+      findings[owner.name].add(`${control} ${owner.paths.get(template)?.get(resource.resourceLogicalId) ?? `${template}:${resource.resourceLogicalId}`}`);
+    }
+  }
+  expect(report.success).toBe(Object.values(findings).every((f) => f.size === 0));
+  return Object.fromEntries(Object.entries(findings).map(([name, f]) => [name, [...f].sort()]));
 }
