@@ -3,8 +3,9 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  // The real-host suite needs root and its own setup: `npm run test:hosts`.
-  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/hosts/'],
+  // The real-host suite needs root and its own setup: `npm run test:hosts`. The Control Tower
+  // controls (cfn-guard, minutes of CPU) are their own step: `npm run test:control-tower`.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/hosts/', '<rootDir>/test/control-tower/'],
   // Type checking is `npm run typecheck`; swc only strips types, which keeps the suite fast.
   transform: {
     '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],

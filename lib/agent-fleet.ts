@@ -81,6 +81,24 @@ export interface AgentFleetOptions {
   readonly vpcs?: ec2.IVpc[];
 
   /**
+   * VPC to run every function of the fleet in (backend, IMDS enforcement, Default Host
+   * Management), unless a part names its own `vpc`; AWS Control Tower's CT.LAMBDA.PR.3 asks
+   * for it. Usually one of `vpcs`. Each function gets a security group that admits nothing and
+   * lets out HTTPS only; the subnets need a route to the AWS APIs the functions call (see the
+   * README's "Control Tower proactive controls"), through a NAT gateway or VPC endpoints.
+   *
+   * @default - the functions run outside any VPC
+   */
+  readonly functionVpc?: ec2.IVpc;
+
+  /**
+   * Subnets of `functionVpc` for the functions. Only together with `functionVpc`.
+   *
+   * @default - the private subnets of `functionVpc`
+   */
+  readonly functionSubnets?: ec2.SubnetSelection;
+
+  /**
    * The IMDSv2 enforcement: `hopLimit` is required while `enableImdsEnforcement` is true.
    * Instance metadata tags are always enforced (the install document reads the tag from
    * them); `instanceMetadataTags: false` is an error.
@@ -255,6 +273,7 @@ export class AgentFleet extends Construct {
     if (enableAutoConfiguration && installDocument && telemetry) {
       this.autoConfiguration = checks.build('autoConfiguration', (p) => `autoConfiguration.${p}`, () => new AgentAutoConfiguration(this, 'AutoConfiguration', {
         ...props.autoConfiguration,
+        ...functionNetwork(props, props.autoConfiguration?.enableDefaultHostManagement ? props.autoConfiguration : undefined),
         document: installDocument,
         mode: this.mode,
         tagKey: this.tagKey,
@@ -267,6 +286,7 @@ export class AgentFleet extends Construct {
       const imds = props.imds;
       this.imdsEnforcement = checks.build('imdsEnforcement', (p) => `imds.${p}`, () => new Imdsv2Enforcement(this, 'ImdsEnforcement', {
         ...imds,
+        ...functionNetwork(props, imds),
         // The install document reads the management tag from instance metadata tags.
         instanceMetadataTags: true,
         removalPolicy: imds.removalPolicy ?? removalPolicy,
@@ -293,6 +313,7 @@ export class AgentFleet extends Construct {
     if (enableBackend && telemetry && (!privateBackend || endpointsBuilt)) {
       this.backend = checks.build('backend', (p) => `backend.${p}`, () => new AgentBackend(this, 'Backend', {
         ...props.backend,
+        ...functionNetwork(props, props.backend ?? {}),
         telemetry,
         exclusionTagKey: this.tagKey,
         vpcEndpoints: privateBackend ? endpoints.map((e) => e!.executeApiEndpoint!) : undefined,
@@ -394,6 +415,15 @@ class FleetChecks {
   }
 }
 
+/**
+ * Where a part's functions run: the part's own `vpc` if it names one, else the fleet's
+ * `functionVpc`. `undefined` part: the part creates no function.
+ */
+function functionNetwork(props: AgentFleetOptions, part: { vpc?: ec2.IVpc; vpcSubnets?: ec2.SubnetSelection } | undefined) {
+  if (!part || part.vpc || !props.functionVpc) return {};
+  return { vpc: props.functionVpc, vpcSubnets: props.functionSubnets };
+}
+
 /** The install document's props come from the fleet's `packages`, `tagKey` and `installDocument`. */
 function documentProp(prop: string): string {
   return prop.startsWith('packages') || prop === 'tagKey' ? prop : `installDocument.${prop}`;
@@ -440,6 +470,7 @@ function checkProps(checks: FleetChecks, props: AgentFleetProps, on: {
   checks.require(on.enableImdsEnforcement || props.imds === undefined, 'imds',
     optionNames(props.imds ?? {}), 'nothing while enableImdsEnforcement is false');
   const vpcs = props.vpcs ?? [];
+  checks.require(!(props.functionSubnets && !props.functionVpc), 'functionSubnets', props.functionSubnets, 'only together with functionVpc');
   checks.require(props.endpoints === undefined || vpcs.length > 0, 'endpoints',
     optionNames(props.endpoints ?? {}), 'only with vpcs: the endpoints are created in the fleet\'s VPCs, and none are given');
 

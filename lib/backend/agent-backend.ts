@@ -175,6 +175,23 @@ export interface AgentBackendOptions {
    * @default 'CdkAgentFleet'
    */
   readonly metricNamespace?: string;
+
+  /**
+   * VPC to run the backend's functions in (heartbeat, registry sweep, coverage report), each
+   * with a security group of its own that admits nothing and lets out HTTPS only. They call
+   * DynamoDB, EC2, SSM, S3 and EventBridge: the subnets need a route to those APIs, through
+   * a NAT gateway or VPC endpoints. Needed for AWS Control Tower's CT.LAMBDA.PR.3.
+   *
+   * @default - the functions run outside any VPC
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Subnets of `vpc` for the functions. Only together with `vpc`; public subnets are refused.
+   *
+   * @default - the private subnets of `vpc`
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
 }
 
 /**
@@ -331,6 +348,8 @@ export class AgentBackend extends Construct {
       timeout: Duration.seconds(10),
       reservedConcurrentExecutions: props.heartbeatReservedConcurrency ?? 20,
       logRetention,
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [this.registry.tableArn] }),
         ...registryKeyStatements(this, this.encryptionKey),
@@ -352,6 +371,8 @@ export class AgentBackend extends Construct {
       timeout: Duration.minutes(5),
       reservedConcurrentExecutions: 1,
       logRetention,
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
       deadLetterQueue: deadLetters,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:Scan', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'], resources: [this.registry.tableArn] }),
@@ -370,6 +391,8 @@ export class AgentBackend extends Construct {
       timeout: Duration.minutes(10),
       reservedConcurrentExecutions: 1,
       logRetention,
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
       deadLetterQueue: deadLetters,
       statements: [
         new iam.PolicyStatement({ actions: ['dynamodb:Scan'], resources: [this.registry.tableArn] }),

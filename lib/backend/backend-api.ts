@@ -7,6 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { BackendEndpointType, type AgentBackendProps } from './agent-backend';
+import { requireSourceAccount } from '../core/control-tower';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { IDENTITY_HEARTBEAT_PATH, identityMethodThrottle, identityPolicyStatement } from './identity-document-heartbeats';
 
@@ -103,6 +104,7 @@ export function createBackendApi(backend: Construct, props: AgentBackendProps, f
     requestValidator: validator,
     requestModels: { 'application/json': model },
   });
+  requireSourceAccount(post);
   acknowledgeNagFindings(cfnResourceOf(post), {
     rule: 'AwsSolutions-COG4',
     reason: 'Callers are EC2 instances, not users: they sign with their instance role (SigV4, AuthorizationType IAM), which identifies the instance; Cognito user pools do not apply.',

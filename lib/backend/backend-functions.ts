@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -7,6 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { declareDeadLetterQueue } from '../core/control-tower';
 import { createHandlerFunction, lambdaRuleAcks } from '../core/handler-function';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 
@@ -18,6 +20,7 @@ export function createBackendDeadLetterQueue(backend: Construct, encryptionKey: 
     enforceSSL: true,
     retentionPeriod: Duration.days(14),
   });
+  declareDeadLetterQueue(queue);
   acknowledgeNagFindings(cfnResourceOf(queue), {
     rule: 'AwsSolutions-SQS3',
     reason: 'This queue is itself the dead-letter queue of the scheduled registry sweep and coverage report functions.',
@@ -36,6 +39,8 @@ export function createBackendFunction(backend: Construct, encryptionKey: kms.IKe
   timeout: Duration;
   reservedConcurrentExecutions: number;
   logRetention: logs.RetentionDays;
+  vpc?: ec2.IVpc;
+  vpcSubnets?: ec2.SubnetSelection;
   deadLetterQueue?: sqs.IQueue;
   statements: iam.PolicyStatement[];
   wildcardReasons?: Record<string, string>;
@@ -80,10 +85,12 @@ export function createBackendFunction(backend: Construct, encryptionKey: kms.IKe
     logGroup,
     loggingFormat: lambda.LoggingFormat.JSON,
     deadLetterQueue: options.deadLetterQueue,
+    vpc: options.vpc,
+    vpcSubnets: options.vpcSubnets,
     dependsOn: [policy],
     acknowledgments: [
       ...lambdaRuleAcks('LambdaInsideVPC',
-        'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3) over TLS with IAM credentials and reaches nothing inside a VPC.'),
+        'The function only calls AWS APIs (DynamoDB, EC2, SSM, S3, EventBridge) over TLS with IAM credentials and reaches nothing inside a VPC; pass `vpc` to run it in one.'),
       ...(options.deadLetterQueue ? [] : lambdaRuleAcks('LambdaDLQ',
         'API Gateway invokes this function synchronously and the agent receives the error; a dead-letter queue only ever receives asynchronous invocations.')),
     ],

@@ -3,6 +3,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
+import { limitGrantsToAwsResources } from '../core/control-tower';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 
 /** The backend's key: registry, logs, dead letters and the alarm topic. */
@@ -12,6 +13,7 @@ export function createBackendKey(backend: Construct, removalPolicy: RemovalPolic
     enableKeyRotation: true,
     removalPolicy,
   });
+  limitGrantsToAwsResources(key);
   const stack = Stack.of(backend);
   key.addToResourcePolicy(new iam.PolicyStatement({
     sid: 'AllowCloudWatchLogsOfThisAccount',

@@ -39,6 +39,7 @@ export function validateProps(scope: Construct, props: AgentBackendProps, assess
   v.integerInRange('throttlingRateLimit', props.throttlingRateLimit, 1, 10000);
   v.integerInRange('throttlingBurstLimit', props.throttlingBurstLimit, 1, 5000);
   v.integerInRange('heartbeatReservedConcurrency', props.heartbeatReservedConcurrency, 1, 1000);
+  v.require(!(props.vpcSubnets && !props.vpc), 'vpcSubnets', props.vpcSubnets, 'only together with vpc');
   const threshold = props.coverageAlarmThreshold;
   if (threshold !== undefined && !Token.isUnresolved(threshold)) {
     v.require(Number.isFinite(threshold) && threshold >= 0 && threshold <= 100, 'coverageAlarmThreshold', threshold, 'a percentage from 0 to 100');

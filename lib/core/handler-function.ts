@@ -38,7 +38,11 @@ export interface HandlerFunctionOptions {
    * the role: the caller's policy lists `sqs:SendMessage` itself.
    */
   readonly deadLetterQueue?: sqs.IQueue;
-  /** Runs the function in this VPC; its `LambdaInsideVPC` acknowledgments are then dropped. */
+  /**
+   * Runs the function in this VPC, with a security group of its own (no inbound, HTTPS out)
+   * and the network-interface permissions Lambda needs in a policy of its own; its
+   * `LambdaInsideVPC` acknowledgments are then dropped.
+   */
   readonly vpc?: ec2.IVpc;
   readonly vpcSubnets?: ec2.SubnetSelection;
   /** What the function must not be created before (its managed policies). */
@@ -55,6 +59,7 @@ export interface HandlerFunctionOptions {
  * construct tree, logical ids and templates stay where they were.
  */
 export function createHandlerFunction(scope: Construct, id: string, options: HandlerFunctionOptions): lambda.Function {
+  const network = options.vpc ? functionNetwork(scope, id, options.vpc, options.role) : undefined;
   const fn = new lambda.Function(scope, id, {
     description: options.description,
     runtime: HANDLER_RUNTIME,
@@ -68,8 +73,9 @@ export function createHandlerFunction(scope: Construct, id: string, options: Han
     reservedConcurrentExecutions: options.reservedConcurrentExecutions,
     logGroup: options.logGroup,
     loggingFormat: options.loggingFormat,
-    ...(options.vpc ? { vpc: options.vpc, vpcSubnets: options.vpcSubnets, allowPublicSubnet: false } : {}),
+    ...(network ? { vpc: options.vpc, vpcSubnets: options.vpcSubnets, allowPublicSubnet: false, securityGroups: [network.securityGroup] } : {}),
   });
+  if (network) fn.node.addDependency(network.policy);
   if (options.deadLetterQueue) {
     (fn.node.defaultChild as lambda.CfnFunction).deadLetterConfig = { targetArn: options.deadLetterQueue.queueArn };
   }
@@ -77,4 +83,38 @@ export function createHandlerFunction(scope: Construct, id: string, options: Han
   const acks = (options.acknowledgments ?? []).filter((ack) => !(options.vpc && ack.rule.endsWith('-LambdaInsideVPC')));
   if (acks.length > 0) acknowledgeNagFindings(cfnResourceOf(fn), ...acks);
   return fn;
+}
+
+/** Reasons shared by every function in a VPC. */
+const NETWORK_INTERFACE_REASON = 'Lambda creates, describes and deletes the network interfaces of a function in a VPC with the execution role; '
+  + 'EC2 cannot scope DescribeNetworkInterfaces or DescribeSubnets to resources, and the interfaces do not exist before Lambda creates them. '
+  + 'These are the actions of the AWS-managed AWSLambdaVPCAccessExecutionRole policy, without its log permissions.';
+
+/**
+ * What a function in a VPC needs besides the VPC: a security group that admits nothing and
+ * lets out HTTPS only (the handlers call AWS APIs and nothing else), and the permissions
+ * Lambda uses to attach the function to the subnets. The role takes no policy updates, so
+ * aws-cdk-lib's own attachment of AWSLambdaVPCAccessExecutionRole is dropped: this policy
+ * replaces it.
+ */
+function functionNetwork(scope: Construct, id: string, vpc: ec2.IVpc, role: iam.IRole) {
+  const securityGroup = new ec2.SecurityGroup(scope, `${id}SecurityGroup`, {
+    vpc,
+    description: `${id} of ${scope.node.path}: no inbound, HTTPS out to AWS service APIs`,
+    allowAllOutbound: false,
+  });
+  securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to AWS service APIs (endpoints or NAT)');
+  const policy = new iam.ManagedPolicy(scope, `${id}NetworkPolicy`, {
+    description: `Lets Lambda attach ${id} of ${scope.node.path} to its VPC`,
+    roles: [role],
+    statements: [new iam.PolicyStatement({
+      actions: [
+        'ec2:CreateNetworkInterface', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets', 'ec2:DeleteNetworkInterface',
+        'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses',
+      ],
+      resources: ['*'],
+    })],
+  });
+  acknowledgeNagFindings(cfnResourceOf(policy), { rule: 'AwsSolutions-IAM5', finding: 'Resource::*', reason: NETWORK_INTERFACE_REASON });
+  return { securityGroup, policy };
 }

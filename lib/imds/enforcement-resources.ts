@@ -11,6 +11,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { limitGrantsToAwsResources } from '../core/control-tower';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 
 /** The enforcement's key: its logs and dead letters. */
@@ -21,6 +22,7 @@ export function createEnforcementKey(scope: Construct, removalPolicy: RemovalPol
     enableKeyRotation: true,
     removalPolicy,
   });
+  limitGrantsToAwsResources(key);
   key.addToResourcePolicy(new iam.PolicyStatement({
     sid: 'CloudWatchLogsOfThisAccount',
     principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],

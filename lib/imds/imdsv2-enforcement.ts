@@ -12,6 +12,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { declareDeadLetterQueue } from '../core/control-tower';
 import { createHandlerFunction, lambdaRuleAcks } from '../core/handler-function';
 import { warnOnWideHopLimit } from './hop-limit';
 import { HopLimitPolicy } from './imds-policy-options';
@@ -131,8 +132,12 @@ export interface Imdsv2EnforcementProps {
   readonly alarmTopic?: sns.ITopic;
 
   /**
-   * VPC to run the handlers in. They call only AWS APIs (EC2, CloudWatch, Step Functions,
-   * SQS): the subnets need a route to them, through a NAT gateway or interface endpoints.
+   * VPC to run the handlers in, each with a security group of its own that admits nothing
+   * and lets out HTTPS only. They call only AWS APIs (EC2, CloudWatch, Step Functions,
+   * DynamoDB, S3 for the sweep reports) and the custom resource answers CloudFormation
+   * through a presigned S3 URL (the `cloudformation-custom-resource-response-<region>`
+   * bucket): the subnets need a route to them, through a NAT gateway or VPC endpoints.
+   * Needed for AWS Control Tower's CT.LAMBDA.PR.3.
    *
    * @default - the handlers run outside any VPC
    */
@@ -341,6 +346,7 @@ export class Imdsv2Enforcement extends Construct {
       retentionPeriod: Duration.days(14),
       removalPolicy,
     });
+    declareDeadLetterQueue(dlq);
     this.deadLetterQueue = dlq;
     const fn = (name: string, options: {
       handler: string; description: string; timeout: Duration; role: iam.IRole; logGroup: logs.ILogGroup;

@@ -1,4 +1,5 @@
 import { Duration, Names, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
@@ -89,6 +90,25 @@ export interface AgentAutoConfigurationOptions {
    * @default false
    */
   readonly enableDefaultHostManagement?: boolean;
+
+  /**
+   * VPC to run the Default Host Management custom resource's function in, with a security
+   * group of its own that admits nothing and lets out HTTPS only. It calls the SSM API and
+   * answers CloudFormation through a presigned S3 URL (the `cloudformation-custom-resource-
+   * response-<region>` bucket): the subnets need a route to both, through a NAT gateway or
+   * an SSM interface endpoint and an S3 gateway endpoint whose policy admits that bucket.
+   * Needed for AWS Control Tower's CT.LAMBDA.PR.3. Only with `enableDefaultHostManagement`.
+   *
+   * @default - the function runs outside any VPC
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Subnets of `vpc` for the function. Only together with `vpc`; public subnets are refused.
+   *
+   * @default - the private subnets of `vpc`
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
 
   /**
    * Prefix of the association names (`<prefix>-install`, `<prefix>-uninstall-excluded`).
@@ -223,7 +243,7 @@ export class AgentAutoConfiguration extends Construct {
     }
 
     if (props.enableDefaultHostManagement) {
-      const dhmc = new DefaultHostManagement(this, 'DefaultHostManagement');
+      const dhmc = new DefaultHostManagement(this, 'DefaultHostManagement', { vpc: props.vpc, vpcSubnets: props.vpcSubnets });
       this.defaultHostManagementRole = dhmc.role;
       // Instances managed through it download packages, write output and send telemetry
       // with this role: the same grants as an instance role, less SSM core (its AWS policy has that).
@@ -316,6 +336,9 @@ function validateProps(scope: Construct, props: AgentAutoConfigurationProps): vo
   const v = new PropsValidator(scope);
   v.integerInRange('maxConcurrencyPercentage', props.maxConcurrencyPercentage, 1, 100);
   v.integerInRange('maxErrorsPercentage', props.maxErrorsPercentage, 0, 100);
+  v.require(!(props.vpc && !props.enableDefaultHostManagement), 'vpc', props.vpc?.node.path,
+    'only with enableDefaultHostManagement: the Default Host Management function is the only function created here');
+  v.require(!(props.vpcSubnets && !props.vpc), 'vpcSubnets', props.vpcSubnets, 'only together with vpc');
   if (props.tagKey !== undefined && !Token.isUnresolved(props.tagKey)) {
     v.require(new RegExp(TAG_KEY_PATTERN).test(props.tagKey), 'tagKey', props.tagKey, TAG_KEY_ALLOWED);
   }

@@ -1,8 +1,10 @@
 import { ArnFormat, CustomResource, Duration, Names, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { limitGrantsToAwsResources } from '../core/control-tower';
 import { createHandlerFunction, LAMBDA_NAG_PACKS, lambdaRuleAcks } from '../core/handler-function';
 import { acknowledgeNagFindings, cfnResourceOf, nagFindingValue } from '../core/nag';
 
@@ -19,7 +21,7 @@ export class DefaultHostManagement extends Construct {
   /** The role SSM gives instances that have no instance profile. */
   public readonly role: iam.Role;
 
-  constructor(scope: Construct, id: string) {
+  constructor(scope: Construct, id: string, network: { vpc?: ec2.IVpc; vpcSubnets?: ec2.SubnetSelection } = {}) {
     super(scope, id);
     const stack = Stack.of(this);
 
@@ -42,6 +44,7 @@ export class DefaultHostManagement extends Construct {
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    limitGrantsToAwsResources(key);
     key.addToResourcePolicy(new iam.PolicyStatement({
       principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
       actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
@@ -88,14 +91,17 @@ export class DefaultHostManagement extends Construct {
     const reasons: Record<string, string> = {
       LambdaConcurrency: 'CloudFormation invokes this custom resource handler a few times per deployment; reserving concurrency would take capacity from the account (new accounts cannot reserve any) without protecting anything.',
       LambdaDLQ: 'CloudFormation is the only caller and learns the outcome from the handler\'s response, which reports every failure; a dead-letter queue would hold events nobody replays.',
-      LambdaInsideVPC: 'The handler only calls the regional SSM API and CloudFormation\'s response URL; it touches no data in a VPC, and placing it in one would require NAT or endpoints for no benefit.',
+      LambdaInsideVPC: 'The handler only calls the regional SSM API and CloudFormation\'s response URL; it touches no data in a VPC, and placing it in one would require NAT or endpoints for no benefit (pass `vpc` to AgentAutoConfiguration to do so anyway).',
     };
     const handler = createHandlerFunction(this, 'Handler', {
       area: 'targeting',
       handler: 'default-host-management',
       description: 'Sets the SSM Default Host Management Configuration role and restores the previous one on delete (cdk-agent-fleet)',
-      role: handlerRole,
+      // Every permission is in the handler policy (a VPC's network policy is added beside it).
+      role: handlerRole.withoutPolicyUpdates(),
       timeout: Duration.minutes(1),
+      vpc: network.vpc,
+      vpcSubnets: network.vpcSubnets,
       memorySize: 256,
       logGroup,
       dependsOn: [handlerPolicy],

@@ -4,6 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY } from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
+import { limitGrantsToAwsResources } from '../core/control-tower';
 import { grantKeyThroughS3 } from '../core/key-through-s3';
 import { acknowledgeNagFindings, cfnResourceOf } from '../core/nag';
 import { PropsValidator } from '../core/validation';
@@ -75,6 +76,29 @@ export interface TelemetryStoreProps {
   readonly accessLogsRetention?: Duration;
 
   /**
+   * Locks each telemetry object version against deletion and overwrite for this long after it
+   * is written (S3 Object Lock, governance mode: only principals allowed
+   * `s3:BypassGovernanceRetention` can remove it earlier). Lifecycle expiry still applies
+   * once the lock ends, so it must not exceed `retention`. Object Lock can only be turned on
+   * when a bucket is created: setting it on an existing store replaces the bucket. AWS
+   * Control Tower's CT.S3.PR.9 asks for it.
+   *
+   * A whole number of days from 1 to `retention`.
+   *
+   * @default - no Object Lock
+   */
+  readonly objectLockRetention?: Duration;
+
+  /**
+   * Sends the bucket's object events (created, deleted, ...) to Amazon EventBridge, on the
+   * telemetry bucket and on the log bucket created here, so that rules can react to new
+   * telemetry. AWS Control Tower's CT.S3.PR.4 asks for event notifications.
+   *
+   * @default false
+   */
+  readonly eventBridgeNotifications?: boolean;
+
+  /**
    * What happens to the bucket, the key and the log bucket created here when they
    * leave the stack. `DESTROY` only deletes a bucket that is empty.
    *
@@ -123,16 +147,13 @@ export class TelemetryStore extends Construct {
     this.agentPrefix = props.agentPrefix ?? 'agents/';
     const noncurrentVersionRetention = props.noncurrentVersionRetention ?? Duration.days(7);
 
-    this.encryptionKey = props.encryptionKey ?? new kms.Key(this, 'Key', {
-      description: `Encrypts agent telemetry in ${this.node.path}`,
-      enableKeyRotation: true,
-      removalPolicy,
-    });
+    this.encryptionKey = props.encryptionKey ?? this.createKey(removalPolicy);
 
     this.accessLogsBucket = props.accessLogsBucket ?? this.createAccessLogsBucket(
       props.accessLogsRetention ?? Duration.days(365),
       noncurrentVersionRetention,
       removalPolicy,
+      props.eventBridgeNotifications ?? false,
     );
 
     const bucket = new s3.Bucket(this, 'Resource', {
@@ -148,8 +169,13 @@ export class TelemetryStore extends Construct {
       serverAccessLogsPrefix: props.accessLogsPrefix ?? 'telemetry-access-logs/',
       lifecycleRules: expiryRules(this.retention, noncurrentVersionRetention),
       removalPolicy,
+      ...(props.objectLockRetention ? {
+        objectLockEnabled: true,
+        objectLockDefaultRetention: s3.ObjectLockRetention.governance(props.objectLockRetention),
+      } : {}),
     });
     this.bucket = bucket;
+    if (props.eventBridgeNotifications) sendEventsToEventBridge(bucket);
     this.denyUploadsNotEncryptedWithKey(bucket);
 
     acknowledgeNagFindings(cfnResourceOf(bucket), ...replicationAcknowledgments(
@@ -249,13 +275,25 @@ export class TelemetryStore extends Construct {
     });
   }
 
+  private createKey(removalPolicy: RemovalPolicy): kms.IKey {
+    const key = new kms.Key(this, 'Key', {
+      description: `Encrypts agent telemetry in ${this.node.path}`,
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    limitGrantsToAwsResources(key);
+    return key;
+  }
+
   private createAccessLogsBucket(
     retention: Duration,
     noncurrentVersionRetention: Duration,
     removalPolicy: RemovalPolicy,
+    eventBridgeNotifications: boolean,
   ): s3.IBucket {
     const logs = new s3.Bucket(this, 'AccessLogs', {
-      // S3 server access logging delivers only to buckets encrypted with SSE-S3.
+      // S3 server access logging supports only SSE-S3 default encryption on its target bucket
+      // (Amazon S3 User Guide, "Enabling Amazon S3 server access logging"), nor Object Lock.
       encryption: s3.BucketEncryption.S3_MANAGED,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
@@ -265,16 +303,17 @@ export class TelemetryStore extends Construct {
       lifecycleRules: expiryRules(retention, noncurrentVersionRetention),
       removalPolicy,
     });
+    if (eventBridgeNotifications) sendEventsToEventBridge(logs);
     acknowledgeNagFindings(cfnResourceOf(logs),
       ...['AwsSolutions-S1', 'NIST.800.53.R5-S3BucketLoggingEnabled', 'HIPAA.Security-S3BucketLoggingEnabled', 'PCI.DSS.321-S3BucketLoggingEnabled']
         .map((rule) => ({
           rule,
-          reason: 'This is the server access log bucket of the telemetry store; logging it into itself would loop and into another bucket would only move the question.',
+          reason: 'This is the server access log bucket of the telemetry store. The Amazon S3 User Guide (Enabling Amazon S3 server access logging) says a target bucket should not have server access logging enabled, and logging into itself causes an infinite loop of logs.',
         })),
       ...['NIST.800.53.R5-S3DefaultEncryptionKMS', 'HIPAA.Security-S3DefaultEncryptionKMS', 'PCI.DSS.321-S3DefaultEncryptionKMS']
         .map((rule) => ({
           rule,
-          reason: 'S3 server access logging only delivers to buckets encrypted with SSE-S3 (AES-256); SSE-KMS is not supported for log delivery targets.',
+          reason: 'The Amazon S3 User Guide (Enabling Amazon S3 server access logging) allows default encryption on a target bucket only with SSE-S3 (AES-256): default SSE-KMS is not supported there. Pass accessLogsBucket to use a log bucket of your own.',
         })),
       ...replicationAcknowledgments(
         'Access logs of the telemetry bucket expire on their own lifecycle; cross-region replication of them is a disaster-recovery choice each organisation makes for itself.',
@@ -304,6 +343,14 @@ function expiryRules(retention: Duration, noncurrentVersionRetention: Duration):
   ];
 }
 
+/**
+ * Object events to EventBridge, set on the bucket itself: `eventBridgeEnabled` of aws-cdk-lib
+ * would add a custom resource (and its function) to do the same.
+ */
+function sendEventsToEventBridge(bucket: s3.Bucket): void {
+  (bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
+}
+
 function replicationAcknowledgments(reason: string) {
   return ['NIST.800.53.R5-S3BucketReplicationEnabled', 'HIPAA.Security-S3BucketReplicationEnabled', 'PCI.DSS.321-S3BucketReplicationEnabled']
     .map((rule) => ({ rule, reason }));
@@ -323,6 +370,8 @@ function validateProps(scope: Construct, props: TelemetryStoreProps): void {
   v.wholeDays('retention', props.retention, 1, 3650);
   v.wholeDays('noncurrentVersionRetention', props.noncurrentVersionRetention, 1, 365);
   v.wholeDays('accessLogsRetention', props.accessLogsRetention, 1, 3650);
+  const retentionDays = props.retention && !props.retention.isUnresolved() ? props.retention.toDays({ integral: false }) : 30;
+  v.wholeDays('objectLockRetention', props.objectLockRetention, 1, Math.floor(retentionDays));
   validateKeyPrefix(v, 'agentPrefix', props.agentPrefix);
   validateKeyPrefix(v, 'accessLogsPrefix', props.accessLogsPrefix);
   v.require(
