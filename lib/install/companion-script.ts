@@ -1,57 +1,25 @@
 /*
- * The host companion's program (scripts/companion.sh with the SigV4 signer and the spool
- * upload inlined) and how the install document carries it: gzip + base64 in one quoted
- * variable, which the install step decodes with coreutils' base64 and gzip (no heredoc).
+ * The host companion's program (scripts/companion.sh and its spool upload) and how the install
+ * document carries it: gzip + base64 in one quoted variable, which the install step decodes
+ * with coreutils' base64 and gzip (no heredoc), then appends the SigV4 functions it shares.
  */
 import { gzipSync } from 'node:zlib';
 import { scriptFragment } from './install-scripts';
 
-/** The settings at the top of an installed companion (see companion.sh). */
-export interface CompanionSettings {
-  readonly url: string;
-  readonly region: string;
-  readonly intervalSeconds: number;
-  readonly dir: string;
-  readonly spoolDir: string;
-  readonly spoolMaxKb: number;
-  readonly service: string;
-  readonly packageName: string;
-  readonly format: 'DEB' | 'RPM';
-  readonly proxyUrl?: string;
-  readonly kmsKeyArn?: string;
-  readonly imdsUrl?: string;
-  readonly s3Endpoint?: string;
-}
+/**
+ * Functions of aws-request.sh and s3-download.sh the companion calls. The install script has
+ * them already: it appends their definitions (`declare -f`) to the program rather than
+ * carrying a second copy in the document, which is limited to 64 KB.
+ */
+export const COMPANION_SHARED_FUNCTIONS = [
+  'aws_sha256', 'aws_hex', 'aws_hmac', 'aws_escapes', 'aws_imds_get', 'aws_json_field',
+  'aws_instance_profile_credentials', 'aws_forget_credentials', 'aws_sign_request', 's3_uri_encode',
+] as const;
 
-/** Where the companion lives on a Linux host. */
-export const COMPANION_PATHS = {
-  program: '/usr/local/libexec/cdk-agent-fleet/companion',
-  dir: '/var/lib/cdk-agent-fleet-companion',
-  spool: '/var/spool/cdk-agent-fleet',
-  unit: 'cdk-agent-fleet-companion',
-} as const;
-
-/** The settings' variable names, in the order the header lists them. */
-const NAMES: ReadonlyArray<[keyof CompanionSettings, string]> = [
-  ['url', 'COMPANION_URL'], ['region', 'COMPANION_REGION'], ['intervalSeconds', 'COMPANION_INTERVAL'],
-  ['dir', 'COMPANION_DIR'], ['spoolDir', 'COMPANION_SPOOL'], ['spoolMaxKb', 'COMPANION_SPOOL_MAX_KB'],
-  ['service', 'COMPANION_SERVICE'], ['packageName', 'COMPANION_PACKAGE'], ['format', 'COMPANION_FORMAT'],
-  ['proxyUrl', 'COMPANION_PROXY'], ['kmsKeyArn', 'COMPANION_KMS_KEY'], ['imdsUrl', 'COMPANION_IMDS'],
-  ['s3Endpoint', 'COMPANION_S3_ENDPOINT'],
-];
-
-/** The program after its settings: the companion's body, then its function fragments. */
+/** The companion's own code, after its settings: companion.sh and its spool upload. */
 export function companionBody(): string[] {
   const [, ...body] = scriptFragment('companion.sh');
-  return [...body, ...scriptFragment('aws-request.sh'), ...scriptFragment('s3-download.sh'), ...scriptFragment('companion-spool.sh'), 'main "$@"'];
-}
-
-/** A whole companion program with its settings (tests and the bench run it as is). */
-export function renderCompanionScript(settings: CompanionSettings): string {
-  const quote = (value: string) => `'${value.replace(/'/g, '\'\\\'\'')}'`;
-  const values: CompanionSettings = { imdsUrl: 'http://169.254.169.254', ...settings };
-  const header = NAMES.map(([key, name]) => `${name}=${quote(String(values[key] ?? ''))}`);
-  return ['#!/usr/bin/env bash', ...header, `readonly ${NAMES.map(([, name]) => name).join(' ')}`, ...companionBody(), ''].join('\n');
+  return [...body, ...scriptFragment('companion-spool.sh')];
 }
 
 /**
@@ -62,4 +30,28 @@ export function companionBodyBase64(): string {
   const gz = gzipSync(Buffer.from(companionBody().join('\n') + '\n', 'utf8'), { level: 9 });
   gz[9] = 0xff;
   return gz.toString('base64');
+}
+
+/** What the install script needs to install the companion. */
+export interface CompanionInstallSettings {
+  readonly heartbeatUrl: string;
+  readonly region: string;
+  readonly intervalSeconds: number;
+  readonly telemetryKeyArn?: string;
+  readonly spoolMaxKb: number;
+}
+
+/** The install script's companion settings. */
+export function companionInstallSettings(companion: CompanionInstallSettings, quote: (value: string) => string): string[] {
+  return [
+    `COMPANION_URL=${quote(companion.heartbeatUrl ?? '')}`,
+    `COMPANION_REGION=${quote(companion.region ?? '')}`,
+    `COMPANION_INTERVAL=${quote(String(companion.intervalSeconds))}`,
+    `COMPANION_KMS_KEY=${quote(companion.telemetryKeyArn ?? '')}`,
+    `COMPANION_SPOOL_MAX_KB=${quote(String(companion.spoolMaxKb))}`,
+    `COMPANION_PROGRAM=${quote(companionBodyBase64())}`,
+    `COMPANION_FUNCTIONS=${quote(COMPANION_SHARED_FUNCTIONS.join(' '))}`,
+    '# shellcheck disable=SC2034 # read through ${!name} by companion_install',
+    'readonly COMPANION_URL COMPANION_REGION COMPANION_INTERVAL COMPANION_KMS_KEY COMPANION_SPOOL_MAX_KB COMPANION_PROGRAM COMPANION_FUNCTIONS',
+  ];
 }

@@ -19,7 +19,7 @@ import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { AwsStub } from './aws-stub';
 import { FrontDoor, InstanceMetadata, instanceSession } from './front-door';
-import { renderCompanionScript } from '../../lib/install/companion-script';
+import { renderCompanionScript } from '../helpers/companion';
 import { ACCOUNT, backendEnv, REGION } from '../backend/fixtures';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -252,7 +252,8 @@ heartbeat() {
       ;;
     *)
       if [[ -f "$workdir/answer" && "$(<"$workdir/answer")" =~ \"message\"[[:space:]]*:[[:space:]]*\"([^\"]{0,300}) ]]; then message=": ${BASH_REMATCH[1]}"; fi
-      log "the backend refused the heartbeat with $status$message"
+      # shellcheck disable=SC2154 # set by aws-request.sh
+      log "the backend refused the heartbeat with $status$message (signed with $aws_credentials_source)"
       outcome='refused'
       schedule "$(state_number interval "$COMPANION_INTERVAL")"
       ;;
