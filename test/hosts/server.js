@@ -8,6 +8,13 @@
  *   tags/<key>     instance tags (absent dir entries = no tags)
  *   delay-ms       how long each metadata answer takes (so tests can watch curl run)
  *   www/<file>     the packages
+ *   role           the instance profile role IMDS names (absent: no instance profile)
+ *   credentials.json  the role's credentials document, served as IMDS serves it
+ *   identity.json  the instance identity document
+ * HTTPS requests the package server does not serve (anything but a GET of www/<file>) go to
+ * the route modules in ./routes/*.js, in name order: each exports
+ * `(req, res, body, context) => boolean` (true when it answered; body is the request's bytes,
+ * context = { dir, read, record }). Stand-ins of AWS APIs live there.
  * Every request is appended to <dir>/requests.log as one JSON line.
  */
 'use strict';
@@ -39,6 +46,15 @@ function imds(req, res) {
   if (given !== undefined && given !== token) return answer(401);
   if (given === undefined && mode !== 'v1' && mode !== 'hang') return answer(401);
   if (req.url === '/latest/meta-data/instance-id') return answer(200, 'i-0123456789abcdef0');
+  const role = read('role', '');
+  if (req.url === '/latest/meta-data/iam/security-credentials/' || req.url === '/latest/meta-data/iam/security-credentials') {
+    return role ? answer(200, role) : answer(404);
+  }
+  if (role && req.url === `/latest/meta-data/iam/security-credentials/${role}`) return answer(200, read('credentials.json', ''));
+  if (req.url === '/latest/dynamic/instance-identity/document') {
+    const document = read('identity.json', '');
+    return document ? answer(200, document) : answer(404);
+  }
   const tagsDir = path.join(dir, 'tags');
   const tags = fs.existsSync(tagsDir) ? fs.readdirSync(tagsDir) : [];
   if (req.url === '/latest/meta-data/tags/instance') return tags.length ? answer(200, tags.join('\n')) : answer(404);
@@ -47,10 +63,24 @@ function imds(req, res) {
   return answer(404);
 }
 
+const routes = fs.existsSync(path.join(__dirname, 'routes'))
+  ? fs.readdirSync(path.join(__dirname, 'routes')).filter((name) => name.endsWith('.js')).sort()
+    .map((name) => require(path.join(__dirname, 'routes', name)))
+  : [];
+
+function aws(req, res) {
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    if (!routes.some((route) => route(req, res, body, { dir, read, record }))) { res.writeHead(404); res.end(); }
+  });
+}
+
 function packages(req, res) {
   record('https', req);
-  const file = path.join(dir, 'www', path.basename(req.url));
-  if (!fs.existsSync(file)) { res.writeHead(404); res.end(); return; }
+  const file = path.join(dir, 'www', path.basename(req.url.split('?')[0]));
+  if (req.method !== 'GET' || !fs.existsSync(file)) { aws(req, res); return; }
   res.writeHead(200, { 'content-length': fs.statSync(file).size });
   fs.createReadStream(file).pipe(res);
 }
