@@ -7,7 +7,7 @@
  * the loopback stub of backend-engines.test.ts. The agent's service and package are a fake
  * systemctl and dpkg-query on the companion's PATH (the real-host suite runs it on systemd).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
@@ -91,6 +91,9 @@ function runCompanion(...args: string[]): Promise<CompanionRun> {
     });
   });
 }
+
+const curlVersion = /^curl (\d+)\.(\d+)/.exec(spawnSync('curl', ['--version'], { encoding: 'utf8' }).stdout)!;
+const curlSigns = Number(curlVersion[1]) > 7 || (Number(curlVersion[1]) === 7 && Number(curlVersion[2]) >= 88);
 
 const registry = async () => (await ddb.send(new ScanCommand({ TableName: env.REGISTRY_TABLE }))).Items ?? [];
 const answer = () => JSON.parse(fs.readFileSync(path.join(host.state, 'answer.json'), 'utf8'));
@@ -190,7 +193,9 @@ describe('the companion, the front door and the backend, end to end', () => {
     expect(run.result).toMatchObject({ outcome: 'sent', httpStatus: '200' });
     expect(run.status).toBe(0);
     expect(frontDoor.requests.map((r) => [r.verdict, r.status, r.accessKeyId])).toEqual([['ok', 200, 'S3RVER']]);
-    expect(frontDoor.requests[0].signedHeaders).toBe('host;x-amz-content-sha256;x-amz-date;x-amz-security-token');
+    // signed by this host's curl (7.88 or later) with the session token
+    expect(run.result.signer).toBe(curlSigns ? 'curl' : 'bash');
+    expect(frontDoor.requests[0].signedHeaders.split(';')).toEqual(expect.arrayContaining(['host', 'x-amz-date', 'x-amz-security-token']));
     // read through IMDSv2 only
     expect(imds.requests.filter((r) => r.method === 'GET').every((r) => r.withToken)).toBe(true);
     expect(lastBody()).toEqual({
@@ -344,6 +349,16 @@ describe('the companion, the front door and the backend, end to end', () => {
     expect(run.result.outcome).toBe('sent');
     expect(run.stderr).toContain('used IMDSv1, which this instance still allows');
     expect(lastBody().imdsVersion).toBe('v1');
+  });
+
+  test('a curl older than 7.88: the bash signer, which the front door verifies too', async () => {
+    // GIVEN a curl that says it is Ubuntu 22.04's
+    const wrapper = path.join(host.bin, 'curl');
+    fs.writeFileSync(wrapper, '#!/bin/bash\nif [[ "$1" == --version ]]; then echo "curl 7.81.0 (x86_64-pc-linux-gnu)"; exit 0; fi\nexec /usr/bin/curl "$@"\n', { mode: 0o755 });
+    const run = await runCompanion('--now');
+    fs.rmSync(wrapper);
+    expect(run.result).toMatchObject({ outcome: 'sent', signer: 'bash' });
+    expect(frontDoor.requests[frontDoor.requests.length - 1]).toMatchObject({ verdict: 'ok', signedHeaders: 'host;x-amz-content-sha256;x-amz-date;x-amz-security-token' });
   });
 
   test('a signature the front door cannot verify is refused, and the companion says why', async () => {
