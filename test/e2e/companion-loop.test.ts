@@ -67,7 +67,7 @@ const host = {
 interface CompanionRun {
   readonly status: number | null;
   readonly stderr: string;
-  readonly result: { outcome: string; httpStatus: string; nextRunInSeconds: number };
+  readonly result: { outcome: string; httpStatus: string; nextRunInSeconds: number; signer: string };
 }
 
 function runCompanion(...args: string[]): Promise<CompanionRun> {
