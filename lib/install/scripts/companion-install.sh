@@ -24,6 +24,11 @@ companion_write_lines() {
 
 companion_install() {
   local program="$COMPANION_BIN_DIR/companion" name
+  # shellcheck disable=SC2086 # a list of function names
+  if ! declare -F $COMPANION_FUNCTIONS >/dev/null; then
+    log "the install script lacks a function the companion needs ($COMPANION_FUNCTIONS)"
+    return 1
+  fi
   install -d -m 755 -- "$COMPANION_BIN_DIR" "$COMPANION_HOME"
   install -d -m 700 -- "$COMPANION_SPOOL_DIR"
   {
