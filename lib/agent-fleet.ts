@@ -1,4 +1,4 @@
-import { Annotations, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Annotations, Duration, Lazy, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
@@ -7,7 +7,7 @@ import { tagEverywhere } from './core/cdk-compat';
 import { AgentFleetValidationError, PropsValidator } from './core/validation';
 import { ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps } from './imds/imdsv2-enforcement';
 import { AgentInstallDocument, AgentInstallDocumentOptions } from './install/agent-install-document';
-import { AgentPackage } from './install/agent-package';
+import { AgentPackage, PackageFormat } from './install/agent-package';
 import { DEFAULT_TAG_KEY, TAG_KEY_ALLOWED } from './install/document-parameters';
 import { AgentEndpointService, AgentVpcEndpoints, AgentVpcEndpointsOptions } from './network/agent-vpc-endpoints';
 import { AgentAutoConfiguration, AgentAutoConfigurationOptions } from './targeting/agent-auto-configuration';
@@ -161,6 +161,18 @@ export interface AgentFleetOptions {
   readonly enableBackend?: boolean;
 
   /**
+   * Whether the install document installs the host companion with the agent on Linux: a
+   * systemd timer that sends the backend's heartbeat with the instance profile's credentials
+   * and uploads the agent's spooled telemetry. Needs the backend.
+   *
+   * The companion adds about 11 KB to the document: it does not fit (SSM's 64 KB limit) in a
+   * document that also has a Windows step, so it is off by default when there are MSI packages.
+   *
+   * @default - true when the fleet has a backend and only RPM and DEB packages
+   */
+  readonly enableCompanion?: boolean;
+
+  /**
    * Settings of the VPC endpoints, applied in each of `vpcs`. Only with `vpcs`.
    *
    * @default - the endpoints' defaults
@@ -264,10 +276,20 @@ export class AgentFleet extends Construct {
       removalPolicy: props.telemetry?.removalPolicy ?? removalPolicy,
     }));
 
+    // The companion is Linux-only for now, and does not fit in a document beside a Windows step.
+    const linuxOnly = Array.isArray(props.packages) && props.packages.every((p) => p.format !== PackageFormat.MSI);
+    const enableCompanion = props.enableCompanion ?? (enableBackend && linuxOnly);
+    checks.require(!enableCompanion || enableBackend, 'enableCompanion', props.enableCompanion, 'false while enableBackend is false: the companion heartbeats to the backend');
     const installDocument = checks.build('installDocument', documentProp, () => new AgentInstallDocument(this, 'InstallDocument', {
       ...props.installDocument,
       packages: props.packages,
       tagKey: this.tagKey,
+      // The backend is built after the document: its URL is resolved at synth.
+      companion: enableCompanion && enableBackend ? {
+        heartbeatUrl: Lazy.string({ produce: () => this.backend?.heartbeatUrl }),
+        heartbeatInterval: props.backend?.heartbeatInterval ?? Duration.minutes(10),
+        telemetryKey: telemetry?.encryptionKey,
+      } : undefined,
     }));
 
     if (enableAutoConfiguration && installDocument && telemetry) {

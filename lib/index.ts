@@ -6,6 +6,7 @@ export * from './backend/assessment-template';
 export * from './backend/agent-backend';
 export * from './backend/identity-document-heartbeat-options';
 export * from './install/agent-package';
+export * from './install/agent-companion';
 export * from './install/agent-install-document';
 export * from './targeting/auto-configuration-mode';
 export * from './targeting/association-schedule';

@@ -1,8 +1,9 @@
-import { Duration, Stack, Token } from 'aws-cdk-lib';
+import { Duration, Size, SizeRoundingBehavior, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import { AgentCompanionProps } from './agent-companion';
 import { AgentPackage, PackageFormat } from './agent-package';
 import { DEFAULT_TAG_KEY, TAG_KEY_ALLOWED, TAG_KEY_PATTERN } from './document-parameters';
 import { renderDocumentContent } from './install-document-content';
@@ -62,6 +63,15 @@ export interface AgentInstallDocumentProps extends AgentInstallDocumentOptions {
    * @default 'SecurityAgentManaged'
    */
   readonly tagKey?: string;
+
+  /**
+   * The host companion to install with the agent on Linux (heartbeats to the backend,
+   * telemetry upload); an instance that loses the agent or leaves the fleet loses it too.
+   * `AgentFleet` sets it when it has a backend (`enableCompanion`).
+   *
+   * @default - no companion (and one an earlier version installed is removed)
+   */
+  readonly companion?: AgentCompanionProps;
 }
 
 /**
@@ -101,7 +111,23 @@ export class AgentInstallDocument extends Construct {
         healthWindowSeconds,
         serviceCheckAttempts: Math.max(2, Math.ceil(healthWindowSeconds / DEFAULT_SCRIPT_SETTINGS.serviceCheckIntervalSeconds)),
       },
+      companion: props.companion && {
+        heartbeatUrl: props.companion.heartbeatUrl,
+        region: Stack.of(this).region,
+        intervalSeconds: (props.companion.heartbeatInterval ?? Duration.minutes(10)).toSeconds(),
+        telemetryKeyArn: props.companion.telemetryKey?.keyArn,
+        spoolMaxKb: (props.companion.spoolLimit ?? Size.mebibytes(64)).toKibibytes(),
+      },
     });
+
+    if (props.companion) {
+      // SSM refuses Command documents over 64 KB; tokens stand for URLs and ARNs of similar length.
+      const size = Buffer.byteLength(JSON.stringify(content), 'utf8');
+      const v = new PropsValidator(this);
+      v.require(size <= MAX_DOCUMENT_BYTES, 'companion', `a document of ${size} bytes`,
+        `a document of at most ${MAX_DOCUMENT_BYTES} bytes (SSM's limit): the companion adds about 11 KB to the Linux step, which does not fit beside a Windows step`);
+      v.throwIfInvalid();
+    }
 
     const resource = new ssm.CfnDocument(this, 'Resource', {
       documentType: 'Command',
@@ -129,6 +155,8 @@ export class AgentInstallDocument extends Construct {
   }
 }
 
+/** SSM's limit on the content of a Command document. */
+const MAX_DOCUMENT_BYTES = 64 * 1024;
 const SHA256 = /^[0-9a-fA-F]{64}$/;
 /** https, a host name, an optional port, a path and query of URL characters that need no quoting. */
 const HTTPS_URL = /^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~!&()*+,;=:@%/-]*)?(\?[A-Za-z0-9._~!&()*+,;=:@%/?-]*)?$/;
@@ -202,6 +230,22 @@ function validateProps(scope: Construct, props: AgentInstallDocumentProps): void
       const timeout = props.timeout && !props.timeout.isUnresolved() ? props.timeout.toSeconds({ integral: false }) : 1800;
       v.require(Number.isInteger(seconds) && seconds >= 5 && seconds <= 600 && seconds * 6 <= timeout, 'healthCheckWindow', props.healthCheckWindow,
         `whole seconds from 5 seconds to 10 minutes, at most a sixth of timeout (${timeout} s)`);
+    }
+  }
+  const companion = props.companion;
+  if (companion) {
+    if (!Token.isUnresolved(companion.heartbeatUrl)) {
+      v.require(HTTPS_URL.test(companion.heartbeatUrl), 'companion.heartbeatUrl', companion.heartbeatUrl, 'the https:// URL of the backend\'s heartbeat method');
+    }
+    const interval = companion.heartbeatInterval;
+    if (interval !== undefined) {
+      const seconds = interval.isUnresolved() ? NaN : interval.toSeconds({ integral: false });
+      v.require(Number.isInteger(seconds) && seconds >= 60 && seconds <= 86400, 'companion.heartbeatInterval', interval, 'whole seconds from 1 minute to 1 day, known at synth');
+    }
+    const limit = companion.spoolLimit;
+    if (limit !== undefined) {
+      const kib = limit.isUnresolved() ? NaN : limit.toKibibytes({ rounding: SizeRoundingBehavior.NONE });
+      v.require(Number.isInteger(kib) && kib >= 1024 && kib <= 4 * 1024 * 1024, 'companion.spoolLimit', limit, 'whole KiB from 1 MiB to 4 GiB, known at synth');
     }
   }
   v.throwIfInvalid();

@@ -1,6 +1,7 @@
 import { Duration } from 'aws-cdk-lib';
 import { AgentPackage, PackageFormat } from './agent-package';
 import { documentParameters } from './document-parameters';
+import { CompanionInstallSettings } from './companion-script';
 import { DEFAULT_SCRIPT_SETTINGS, renderLinuxScript, renderWindowsScript, ScriptSettings } from './install-scripts';
 import { SsmCommandDocumentContent, SsmStep } from './ssm-document-content';
 
@@ -9,6 +10,7 @@ export interface DocumentContentOptions {
   readonly tagKey: string;
   readonly timeout: Duration;
   readonly scriptSettings?: ScriptSettings;
+  readonly companion?: CompanionInstallSettings;
 }
 
 /** The content of an AgentInstallDocument, built from typed objects. */
@@ -21,7 +23,7 @@ export function renderDocumentContent(packages: AgentPackage[], options: Documen
       action: 'aws:runShellScript',
       name: 'manageAgentOnLinux',
       precondition: { StringEquals: ['platformType', 'Linux'] },
-      inputs: { timeoutSeconds, runCommand: renderLinuxScript(packages, settings) },
+      inputs: { timeoutSeconds, runCommand: renderLinuxScript(packages, settings, options.companion) },
     });
   }
   if (packages.some((p) => p.format === PackageFormat.MSI)) {

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { AgentPackage, PackageFormat } from './agent-package';
+import { companionInstallSettings, CompanionInstallSettings } from './companion-script';
 import { parameterReference } from './ssm-document-content';
 
 const SCRIPTS_DIR = path.join(__dirname, 'scripts');
@@ -112,7 +113,11 @@ export function scriptFragment(file: string): string[] {
 }
 
 /** The aws:runShellScript lines: the Linux script with its settings header. */
-export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS): string[] {
+export function renderLinuxScript(
+  packages: AgentPackage[],
+  settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS,
+  companion?: CompanionInstallSettings,
+): string[] {
   const linux = packages.filter((p) => p.format === PackageFormat.RPM || p.format === PackageFormat.DEB);
   const header = [
     '# --- settings rendered by cdk-agent-fleet at synth ---',
@@ -142,10 +147,12 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     }),
     '}',
     'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_HEALTH_WINDOW AGENT_LOCK_WAIT AGENT_PM_WAIT AGENT_PACKAGES AGENT_S3_ENDPOINT',
+    ...(companion ? companionInstallSettings(companion, quote) : []),
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  return [shebang, ...header, ...scriptFragment('aws-request.sh'), ...scriptFragment('s3-download.sh'), ...body];
+  return [shebang, ...header, ...scriptFragment('aws-request.sh'), ...scriptFragment('s3-download.sh'),
+    ...(companion ? scriptFragment('companion-install.sh') : []), ...body];
 }
 
 /** The aws:runPowerShellScript lines: the Windows script with its settings header. */

@@ -78,6 +78,8 @@ describe('a valid heartbeat', () => {
     expect(update.args[0].input.UpdateExpression).toContain('firstSeen = if_not_exists(firstSeen, :now)');
     expect(res.body.nextHeartbeatSeconds).toBe(600);
     expect(res.body.telemetryBucket).toBe('telemetry-bucket');
+    // The instance's own folder, which grantAgentWrite opens to it (agents/${aws:userid}/)
+    expect(res.body.telemetryPrefix).toBe(`agents/${ROLE_ID}:${INSTANCE}/`);
     expect(metrics).toEqual([expect.objectContaining({ Backend: 'Stack/Backend', Heartbeats: 1 })]);
   });
 

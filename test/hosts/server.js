@@ -18,6 +18,7 @@
  * Every request is appended to <dir>/requests.log as one JSON line.
  */
 'use strict';
+const { Buffer } = require('node:buffer');
 const fs = require('node:fs');
 const http = require('node:http');
 const https = require('node:https');

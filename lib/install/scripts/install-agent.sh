@@ -42,6 +42,8 @@ finish() {
   trap - ERR
   finishing=1
   local version=''
+  # The host companion comes and goes with the agent (companion-install.sh, when the document has it).
+  if [[ -z "$interrupted" ]] && declare -F companion_apply >/dev/null; then companion_apply "$1" || log "could not update the host companion"; fi
   if [[ -z "$format" ]]; then resolve_package 2>/dev/null || true; fi
   if [[ -n "$format" ]]; then version=$(installed_version) || version=''; fi
   printf '{"action":"%s","outcome":"%s","version":"%s","imdsVersion":"%s","tag":"%s"}\n' \

@@ -156,17 +156,15 @@ export async function recordAndAnswer(
     const local = origin.accountId === config.accountId;
     const instanceTags = local ? await tags.tagsOf(origin.instanceId) : {};
     const selected = selectTemplates(config.templates, instanceTags, config.exclusionTagKey);
-    const instructions = instructionsFor(
-      selected,
-      registryKey(origin.accountId, origin.region, origin.instanceId),
-      `${config.agentPrefix}${origin.userId}/`,
-      nowSeconds,
-    );
+    // The instance's own folder: the instance role may write below it and nowhere else.
+    const telemetryPrefix = `${config.agentPrefix}${origin.userId}/`;
+    const instructions = instructionsFor(selected, registryKey(origin.accountId, origin.region, origin.instanceId), telemetryPrefix, nowSeconds);
     metric('Heartbeats');
     return json(200, {
       instanceId: origin.instanceId,
       nextHeartbeatSeconds: config.heartbeatIntervalSeconds,
       telemetryBucket: config.telemetryBucket,
+      telemetryPrefix,
       sensors: sensorSwitches(instructions),
       instructions,
     });
