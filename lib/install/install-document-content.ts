@@ -32,10 +32,10 @@ export function renderDocumentContent(packages: AgentPackage[], options: Documen
       inputs: { timeoutSeconds, runCommand: renderWindowsScript(packages, settings) },
     });
   }
-  const versions = [...new Set(packages.map((p) => p.version))].join(', ');
+  const versions = [...new Set(packages.map((p) => p.version ?? 'signed'))].join(', ');
   return {
     schemaVersion: '2.2',
-    description: `Installs, upgrades, verifies or uninstalls the host security agent (${versions}) from pinned, SHA-256-verified packages, with rollback. Managed by cdk-agent-fleet.`,
+    description: `Installs, upgrades, verifies or uninstalls the host security agent (${versions}) from pinned, ${packages.some((p) => p.signingKey) ? 'SHA-256- or signature-verified' : 'SHA-256-verified'} packages, with rollback. Managed by cdk-agent-fleet.`,
     parameters: documentParameters(options.tagKey),
     mainSteps: steps,
   };

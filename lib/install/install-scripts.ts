@@ -64,6 +64,23 @@ export function packageSource(pkg: AgentPackage): string {
   return `s3://${pkg.bucket!.bucketName}/${pkg.objectKey}`;
 }
 
+/** Where the script downloads a DEB package's detached signature from (same bucket for S3 packages). */
+function signatureSource(pkg: AgentPackage): string {
+  if (pkg.url !== undefined) return pkg.detachedSignature!;
+  return `s3://${pkg.bucket!.bucketName}/${pkg.detachedSignature}`;
+}
+
+/**
+ * The armored keys as multi-line single-quoted shell strings (armor has no quotes). Each line
+ * is one line of the document; `pkg_field SIGNING_KEY` names the variable.
+ */
+function signingKeyLines(keys: Map<string, string>): string[] {
+  return [...keys].flatMap(([armored, name]) => {
+    const lines = armored.split('\n');
+    return [`  ${name}=${quote(lines[0]).slice(0, -1)}`, ...lines.slice(1, -1), `${lines[lines.length - 1]}'`];
+  });
+}
+
 function packageRegion(pkg: AgentPackage): string {
   return pkg.bucket ? pkg.bucket.env.region : '';
 }
@@ -88,7 +105,8 @@ const KEPT_COMMENT = /^\s*#(!|\s*shellcheck\s|requires\s)/i;
 /**
  * The lines of a script file, without its whole-line comments: SSM documents are limited to
  * 64 KB and the comments stay in the library's source. Refuses heredocs and here-strings,
- * inside which a line starting with # would be text, not a comment.
+ * inside which a line starting with # would be text, not a comment (and indentation part of
+ * the text). No script has a multi-line quoted string, the only other place where it would be.
  */
 function readScript(file: string): string[] {
   const text = fs.readFileSync(path.join(SCRIPTS_DIR, file), 'utf8');
@@ -100,12 +118,19 @@ function readScript(file: string): string[] {
   // A here-string opens with @" or @' (not bash's "$@" at the end of a line).
   const multiLine = lines.find((line) => /<<-?\s*['"]?\w+['"]?\s*$|(^|[\s=(])@['"]\s*$/.test(line));
   if (multiLine !== undefined) throw new Error(`${file}: no heredocs or here-strings (${multiLine.trim()})`);
-  return lines.filter((line) => !/^\s*#/.test(line) || KEPT_COMMENT.test(line));
+  // Nor blank lines or indentation (about 4 KB): the document carries code, the source is for reading.
+  return lines.filter((line) => (!/^\s*#/.test(line) || KEPT_COMMENT.test(line)) && line.trim() !== '').map((line) => line.trimStart());
 }
 
 /** The aws:runShellScript lines: the Linux script with its settings header. */
 export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS): string[] {
   const linux = packages.filter((p) => p.format === PackageFormat.RPM || p.format === PackageFormat.DEB);
+  // Each distinct key once (an RPM and a DEB of one vendor share it): the document has 64 KB.
+  const keys = new Map<string, string>();
+  for (const pkg of linux) {
+    const armored = pkg.signingKey?.armoredKey;
+    if (armored !== undefined && !keys.has(armored)) keys.set(armored, `AGENT_SIGNING_KEY_${keys.size + 1}`);
+  }
   const header = [
     '# --- settings rendered by cdk-agent-fleet at synth ---',
     `AGENT_ACTION=${quote(parameterReference('action'))}`,
@@ -121,15 +146,19 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     '# shellcheck disable=SC2034 # read through ${!name} by pkg_field',
     '{',
     '  :',
+    ...signingKeyLines(keys),
     ...linux.flatMap((pkg) => {
       const key = packageKey(pkg);
       return [
         `  PKG_${key}_SOURCE=${quote(packageSource(pkg))}`,
         `  PKG_${key}_REGION=${quote(packageRegion(pkg))}`,
-        `  PKG_${key}_SHA256=${quote(pkg.sha256.toLowerCase())}`,
-        `  PKG_${key}_VERSION=${quote(pkg.version)}`,
+        `  PKG_${key}_SHA256=${quote((pkg.sha256 ?? '').toLowerCase())}`,
+        `  PKG_${key}_VERSION=${quote(pkg.version ?? '')}`,
         `  PKG_${key}_NAME=${quote(pkg.packageName)}`,
         `  PKG_${key}_SERVICE=${quote(pkg.serviceName)}`,
+        // Only signed packages have these: unsigned ones render as they always did.
+        ...(pkg.signingKey?.armoredKey !== undefined ? [`  PKG_${key}_SIGNING_KEY=${quote(keys.get(pkg.signingKey.armoredKey)!)}`] : []),
+        ...(pkg.detachedSignature !== undefined ? [`  PKG_${key}_SIGNATURE=${quote(signatureSource(pkg))}`] : []),
       ];
     }),
     '}',
@@ -137,9 +166,11 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  // The S3 download functions, without the shellcheck directive of the standalone file.
-  const s3Download = readScript('s3-download.sh').filter((line) => !/^# shellcheck shell=/.test(line));
-  return [shebang, ...header, ...s3Download, ...body];
+  // The S3 download and signature functions, without the shellcheck directive of the standalone files.
+  // The signature functions only where a package needs them: the document has 64 KB.
+  const fragments = ['s3-download.sh', ...(keys.size > 0 ? ['package-signature.sh'] : [])]
+    .flatMap((file) => readScript(file).filter((line) => !/^# shellcheck shell=/.test(line)));
+  return [shebang, ...header, ...fragments, ...body];
 }
 
 /** The aws:runPowerShellScript lines: the Windows script with its settings header. */
@@ -158,7 +189,9 @@ export function renderWindowsScript(packages: AgentPackage[], settings: ScriptSe
     '$AgentPackageManagerRetrySeconds = 15',
     '$AgentPackages = @{',
     ...msi.map((pkg) => `  ${quote(packageKey(pkg))} = @{ Source = ${quote(packageSource(pkg))}; Region = ${quote(packageRegion(pkg))}; `
-      + `Sha256 = ${quote(pkg.sha256.toLowerCase())}; Version = ${quote(pkg.version)}; Name = ${quote(pkg.packageName)}; Service = ${quote(pkg.serviceName)} }`),
+      + `Sha256 = ${quote((pkg.sha256 ?? '').toLowerCase())}; Version = ${quote(pkg.version ?? '')}; Name = ${quote(pkg.packageName)}; Service = ${quote(pkg.serviceName)}`
+      + (pkg.signingKey !== undefined ? `; SignerThumbprint = ${quote(pkg.signingKey.thumbprint ?? '')}; SignerSubject = ${quote(pkg.signingKey.subject ?? '')}` : '')
+      + ' }'),
     '}',
     '# --- end of settings ---',
   ];
