@@ -6,6 +6,7 @@ export * from './backend/assessment-template';
 export * from './backend/agent-backend';
 export * from './install/agent-package';
 export * from './install/package-signing-key';
+export * from './install/distributor-package';
 export * from './install/agent-install-document';
 export * from './targeting/auto-configuration-mode';
 export * from './targeting/association-schedule';

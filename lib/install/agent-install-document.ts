@@ -4,6 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { AgentPackage, PackageFormat } from './agent-package';
+import { DistributorPackage } from './distributor-package';
 import { DEFAULT_TAG_KEY, TAG_KEY_ALLOWED, TAG_KEY_PATTERN } from './document-parameters';
 import { renderDocumentContent } from './install-document-content';
 import { DEFAULT_HEALTH_WINDOW_SECONDS, DEFAULT_SCRIPT_SETTINGS, packageKey } from './install-scripts';
@@ -139,6 +140,8 @@ const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 const LINUX_PACKAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 const MSI_PRODUCT_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._+()-]{0,127}$/;
 const DOCUMENT_NAME = /^[A-Za-z0-9_.-]{3,128}$/;
+const DISTRIBUTOR_NAME = /^([A-Za-z0-9_.-]{3,128}|arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:document\/[A-Za-z0-9_.-]{3,128})$/;
+const DISTRIBUTOR_VERSION = /^[A-Za-z0-9._-]{1,128}$/;
 
 function literal(v: PropsValidator, prop: string, value: string, pattern: RegExp, allowed: string): void {
   if (Token.isUnresolved(value)) {
@@ -146,6 +149,17 @@ function literal(v: PropsValidator, prop: string, value: string, pattern: RegExp
     return;
   }
   v.require(pattern.test(value), prop, value, allowed);
+}
+
+/** A Distributor package's name (or ARN), version and service; no hash or key of ours. */
+function validateDistributorPackage(v: PropsValidator, at: string, pkg: DistributorPackage): void {
+  v.require(pkg.sha256 === undefined, `${at}.sha256`, pkg.sha256, 'none: Distributor verifies its own packages (pin a version instead)');
+  literal(v, `${at}.distributorName`, pkg.distributorName, DISTRIBUTOR_NAME,
+    'a Distributor package name (3-128 letters, digits and _-.) or the ARN of a shared one (arn:<partition>:ssm:<region>:<account>:document/<name>)');
+  if (pkg.version !== undefined) {
+    literal(v, `${at}.version`, pkg.version, DISTRIBUTOR_VERSION, 'a Distributor version: 1-128 letters, digits and ._-');
+  }
+  literal(v, `${at}.serviceName`, pkg.serviceName, SERVICE_NAME, 'letters, digits and ._@- starting with a letter or digit, at most 128 characters');
 }
 
 /** The signing key fits the format, is usable, and a DEB package says where its signature is. */
@@ -181,8 +195,15 @@ function validateProps(scope: Construct, props: AgentInstallDocumentProps): void
   const v = new PropsValidator(scope);
   v.require(props.packages.length > 0, 'packages', props.packages, 'at least one package');
   const seen = new Map<string, number>();
+  const distributor = props.packages.findIndex((pkg) => pkg instanceof DistributorPackage);
+  v.require(distributor < 0 || props.packages.length === 1, 'packages', `${props.packages.length} packages, packages[${distributor}] from Distributor`,
+    'one Distributor package alone, or package files (RPM, DEB, MSI): a document does not mix them');
   props.packages.forEach((pkg, i) => {
     const at = `packages[${i}]`;
+    if (pkg instanceof DistributorPackage) {
+      validateDistributorPackage(v, at, pkg);
+      return;
+    }
     if (pkg.sha256 !== undefined || pkg.signingKey === undefined) {
       literal(v, `${at}.sha256`, pkg.sha256 ?? '', SHA256, pkg.signingKey === undefined
         ? 'the SHA-256 of the package: 64 hexadecimal characters (required unless a signingKey pins the package)'
@@ -215,7 +236,8 @@ function validateProps(scope: Construct, props: AgentInstallDocumentProps): void
     }
     const architectures = [ec2.InstanceArchitecture.X86_64, ec2.InstanceArchitecture.ARM_64];
     v.require(architectures.includes(pkg.architecture), `${at}.architecture`, pkg.architecture, 'InstanceArchitecture.X86_64 or InstanceArchitecture.ARM_64');
-    v.require(Object.values(PackageFormat).includes(pkg.format), `${at}.format`, pkg.format, 'PackageFormat.RPM, DEB or MSI');
+    v.require([PackageFormat.RPM, PackageFormat.DEB, PackageFormat.MSI].includes(pkg.format), `${at}.format`, pkg.format,
+      'PackageFormat.RPM, DEB or MSI (Distributor packages come from DistributorPackage)');
 
     const key = packageKey(pkg);
     const first = seen.get(key);

@@ -2,6 +2,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { PackageSigningKey } from './package-signing-key';
+import { AgentEndpointService } from '../network/agent-endpoint-service';
 
 /**
  * The package format of one build of the agent.
@@ -13,6 +14,11 @@ export enum PackageFormat {
   DEB = 'DEB',
   /** A Windows Installer package, installed with `msiexec`. */
   MSI = 'MSI',
+  /**
+   * An SSM Distributor package, installed by SSM Agent's `aws:configurePackage` plugin
+   * (`DistributorPackage`); Distributor picks the build for the host.
+   */
+  DISTRIBUTOR = 'DISTRIBUTOR',
 }
 
 /**
@@ -87,6 +93,14 @@ export interface AgentPackageOptions {
    * @default - the service name
    */
   readonly packageName?: string;
+
+  /**
+   * Interface endpoints the agent needs to reach its vendor from private subnets;
+   * `AgentVpcEndpoints` (and so `AgentFleet`) creates them.
+   *
+   * @default - none
+   */
+  readonly vpcEndpoints?: AgentEndpointService[];
 }
 
 /**
@@ -133,6 +147,8 @@ export abstract class AgentPackage {
   public readonly serviceName: string;
   /** The name the package manager knows the agent by. */
   public readonly packageName: string;
+  /** Interface endpoints the agent needs. */
+  public readonly vpcEndpoints: AgentEndpointService[];
 
   protected constructor(options: AgentPackageOptions) {
     this.format = options.format;
@@ -143,6 +159,7 @@ export abstract class AgentPackage {
     this.version = options.version;
     this.serviceName = options.serviceName;
     this.packageName = options.packageName ?? options.serviceName;
+    this.vpcEndpoints = [...(options.vpcEndpoints ?? [])];
   }
 
   /** The `https://` URL the package is downloaded from, for packages created with `fromUrl`. */

@@ -125,6 +125,7 @@ function readScript(file: string): string[] {
 /** The aws:runShellScript lines: the Linux script with its settings header. */
 export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS): string[] {
   const linux = packages.filter((p) => p.format === PackageFormat.RPM || p.format === PackageFormat.DEB);
+  const gate = packages.find((p) => p.format === PackageFormat.DISTRIBUTOR);
   // Each distinct key once (an RPM and a DEB of one vendor share it): the document has 64 KB.
   const keys = new Map<string, string>();
   for (const pkg of linux) {
@@ -143,6 +144,8 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     `AGENT_PM_WAIT=${quote(String(settings.packageManagerWaitSeconds))}`,
     `AGENT_PACKAGES=${quote(linux.map(packageKey).join(' '))}`,
     `AGENT_S3_ENDPOINT=${quote(settings.s3Endpoint ?? '')}`,
+    // A Distributor document's script only decides (distributor-gate.sh).
+    ...(gate ? [`AGENT_GATE_SERVICE=${quote(gate.serviceName)}`] : []),
     '# shellcheck disable=SC2034 # read through ${!name} by pkg_field',
     '{',
     '  :',
@@ -168,7 +171,7 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
   const [shebang, ...body] = readScript('install-agent.sh');
   // The S3 download and signature functions, without the shellcheck directive of the standalone files.
   // The signature functions only where a package needs them: the document has 64 KB.
-  const fragments = ['s3-download.sh', ...(keys.size > 0 ? ['package-signature.sh'] : [])]
+  const fragments = ['s3-download.sh', ...(keys.size > 0 ? ['package-signature.sh'] : []), ...(gate ? ['distributor-gate.sh'] : [])]
     .flatMap((file) => readScript(file).filter((line) => !/^# shellcheck shell=/.test(line)));
   return [shebang, ...header, ...fragments, ...body];
 }

@@ -52,6 +52,7 @@ finish() {
   if [[ -n "$format" ]]; then version=$(installed_version) || version=''; fi
   printf '{"action":"%s","outcome":"%s","version":"%s","imdsVersion":"%s","tag":"%s"}\n' \
     "$AGENT_ACTION" "$1" "$version" "$imds_version" "$tag_state"
+  if [[ -n "${AGENT_GATE_SERVICE:-}" ]]; then gate_exit "$1" "$2"; fi
   exit "$2"
 }
 
@@ -650,6 +651,7 @@ main() {
       ;;
   esac
 
+  if [[ -n "${AGENT_GATE_SERVICE:-}" ]]; then gate_distributor; fi
   if ! resolve_package; then finish unsupported-platform 11; fi
   install -d -m 700 -- "$state_dir"
 
