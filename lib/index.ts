@@ -16,3 +16,4 @@ export * from './imds/imds-policy-options';
 export * from './imds/imdsv2-enforcement';
 export * from './imds/require-imdsv2';
 export * from './agent-fleet';
+export * from './presets/guardduty-runtime-monitoring-fleet';
