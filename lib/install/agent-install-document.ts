@@ -172,10 +172,10 @@ function validateSignature(v: PropsValidator, at: string, pkg: AgentPackage): vo
   }
   const wanted = pkg.format === PackageFormat.MSI ? SigningKeyType.AUTHENTICODE : SigningKeyType.OPENPGP;
   const wantedHow = wanted === SigningKeyType.AUTHENTICODE ? 'PackageSigningKey.authenticodePublisher(...)' : 'PackageSigningKey.fromFile(...) (OpenPGP)';
-  v.require(key.type === wanted, `${at}.signingKey`, `${key.type} key on ${pkg.format}`,
+  v.require(key.keyType === wanted, `${at}.signingKey`, `${key.keyType} key on ${pkg.format}`,
     `a ${pkg.format} package is verified with ${wantedHow}`);
-  for (const problem of key.problems) v.require(false, `${at}.signingKey`, key.fingerprint ?? key.type, problem);
-  if (pkg.format === PackageFormat.DEB && key.type === SigningKeyType.OPENPGP) {
+  for (const problem of key.problems) v.require(false, `${at}.signingKey`, key.fingerprint ?? key.keyType, problem);
+  if (pkg.format === PackageFormat.DEB && key.keyType === SigningKeyType.OPENPGP) {
     const signature = pkg.detachedSignature;
     if (signature === undefined) {
       v.require(false, `${at}.detachedSignature`, signature,

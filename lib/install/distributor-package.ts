@@ -87,7 +87,7 @@ export class DistributorPackage extends AgentPackage {
   /** The package's name or ARN. */
   public readonly distributorName: string;
   /** Whether AWS owns the package. */
-  public readonly awsOwned: boolean;
+  public readonly isAwsOwned: boolean;
   /** How an installed version is replaced. */
   public readonly installationType: DistributorInstallationType;
   public readonly url?: string;
@@ -106,7 +106,7 @@ export class DistributorPackage extends AgentPackage {
       vpcEndpoints: options.vpcEndpoints,
     });
     this.distributorName = name;
-    this.awsOwned = awsOwned;
+    this.isAwsOwned = awsOwned;
     this.installationType = options.installationType ?? DistributorInstallationType.UNINSTALL_AND_REINSTALL;
   }
 

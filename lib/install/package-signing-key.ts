@@ -112,7 +112,7 @@ export class PackageSigningKey {
   }
 
   /** What kind of signature this key checks. */
-  public readonly type: SigningKeyType;
+  public readonly keyType: SigningKeyType;
   /** The OpenPGP key, re-armored without comments (what the document carries). */
   public readonly armoredKey?: string;
   /** The OpenPGP primary key's fingerprint, 40 upper-case hexadecimal characters. */
@@ -128,7 +128,7 @@ export class PackageSigningKey {
   public readonly problems: string[];
 
   private constructor(type: SigningKeyType, fields: { armoredKey?: string; fingerprint?: string; thumbprint?: string; subject?: string; problems: string[] }) {
-    this.type = type;
+    this.keyType = type;
     this.armoredKey = fields.armoredKey;
     this.fingerprint = fields.fingerprint;
     this.thumbprint = fields.thumbprint;

@@ -65,7 +65,7 @@ describe('DistributorPackage in AgentInstallDocument', () => {
     const document = new AgentInstallDocument(stack, 'Install', { packages: [own] });
     const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
     document.grantPackageRead(role);
-    expect(own.awsOwned).toBe(false);
+    expect(own.isAwsOwned).toBe(false);
     expect(content(stack).mainSteps[1].inputs.name).toBe('arn:aws:ssm:eu-west-1:444455556666:document/OurAgent');
     Template.fromStack(stack).resourceCountIs('AWS::IAM::Policy', 0);
   });

@@ -54,7 +54,7 @@ describe('PackageSigningKey', () => {
     const k = key();
 
     // THEN
-    expect(k.type).toBe(SigningKeyType.OPENPGP);
+    expect(k.keyType).toBe(SigningKeyType.OPENPGP);
     expect(k.problems).toEqual([]);
     expect(k.fingerprint).toBe(fingerprint);
     expect(k.armoredKey).toMatch(/^-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n[A-Za-z0-9+/=\n]+\n=[A-Za-z0-9+/]{4}\n-----END PGP PUBLIC KEY BLOCK-----$/);
