@@ -5,9 +5,11 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { AgentCompanionProps } from './agent-companion';
 import { AgentPackage, PackageFormat } from './agent-package';
+import { DistributorPackage } from './distributor-package';
 import { DEFAULT_TAG_KEY, TAG_KEY_ALLOWED, TAG_KEY_PATTERN } from './document-parameters';
 import { renderDocumentContent } from './install-document-content';
 import { DEFAULT_HEALTH_WINDOW_SECONDS, DEFAULT_SCRIPT_SETTINGS, packageKey } from './install-scripts';
+import { SigningKeyType } from './package-signing-key';
 import { PropsValidator } from '../core/validation';
 
 /**
@@ -166,6 +168,8 @@ const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 const LINUX_PACKAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 const MSI_PRODUCT_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._+()-]{0,127}$/;
 const DOCUMENT_NAME = /^[A-Za-z0-9_.-]{3,128}$/;
+const DISTRIBUTOR_NAME = /^([A-Za-z0-9_.-]{3,128}|arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:document\/[A-Za-z0-9_.-]{3,128})$/;
+const DISTRIBUTOR_VERSION = /^[A-Za-z0-9._-]{1,128}$/;
 
 function literal(v: PropsValidator, prop: string, value: string, pattern: RegExp, allowed: string): void {
   if (Token.isUnresolved(value)) {
@@ -175,13 +179,65 @@ function literal(v: PropsValidator, prop: string, value: string, pattern: RegExp
   v.require(pattern.test(value), prop, value, allowed);
 }
 
+/** A Distributor package's name (or ARN), version and service; no hash or key of ours. */
+function validateDistributorPackage(v: PropsValidator, at: string, pkg: DistributorPackage): void {
+  v.require(pkg.sha256 === undefined, `${at}.sha256`, pkg.sha256, 'none: Distributor verifies its own packages (pin a version instead)');
+  literal(v, `${at}.distributorName`, pkg.distributorName, DISTRIBUTOR_NAME,
+    'a Distributor package name (3-128 letters, digits and _-.) or the ARN of a shared one (arn:<partition>:ssm:<region>:<account>:document/<name>)');
+  if (pkg.version !== undefined) {
+    literal(v, `${at}.version`, pkg.version, DISTRIBUTOR_VERSION, 'a Distributor version: 1-128 letters, digits and ._-');
+  }
+  literal(v, `${at}.serviceName`, pkg.serviceName, SERVICE_NAME, 'letters, digits and ._@- starting with a letter or digit, at most 128 characters');
+}
+
+/** The signing key fits the format, is usable, and a DEB package says where its signature is. */
+function validateSignature(v: PropsValidator, at: string, pkg: AgentPackage): void {
+  const key = pkg.signingKey;
+  if (key === undefined) {
+    v.require(pkg.detachedSignature === undefined, `${at}.detachedSignature`, pkg.detachedSignature,
+      'only with a signingKey (a DEB package pinned by its vendor\'s OpenPGP key)');
+    return;
+  }
+  const wanted = pkg.format === PackageFormat.MSI ? SigningKeyType.AUTHENTICODE : SigningKeyType.OPENPGP;
+  const wantedHow = wanted === SigningKeyType.AUTHENTICODE ? 'PackageSigningKey.authenticodePublisher(...)' : 'PackageSigningKey.fromFile(...) (OpenPGP)';
+  v.require(key.keyType === wanted, `${at}.signingKey`, `${key.keyType} key on ${pkg.format}`,
+    `a ${pkg.format} package is verified with ${wantedHow}`);
+  for (const problem of key.problems) v.require(false, `${at}.signingKey`, key.fingerprint ?? key.keyType, problem);
+  if (pkg.format === PackageFormat.DEB && key.keyType === SigningKeyType.OPENPGP) {
+    const signature = pkg.detachedSignature;
+    if (signature === undefined) {
+      v.require(false, `${at}.detachedSignature`, signature,
+        'where the detached signature of the .deb is (Debian packages carry none of their own): an https:// URL for fromUrl, an object key for fromBucket');
+    } else if (pkg.url !== undefined) {
+      literal(v, `${at}.detachedSignature`, signature, HTTPS_URL, 'an https:// URL with a host name, no credentials, and a path of letters, digits and ._~!&()*+,;=:@%/-');
+    } else if (!Token.isUnresolved(signature)) {
+      v.require(OBJECT_KEY.test(signature), `${at}.detachedSignature`, signature, 'an S3 key in the package\'s bucket: 1-1024 letters, digits and !_.()/-, not starting with /');
+    }
+  } else {
+    v.require(pkg.detachedSignature === undefined, `${at}.detachedSignature`, pkg.detachedSignature,
+      `only for DEB packages (${pkg.format} packages carry their own signature)`);
+  }
+}
+
 function validateProps(scope: Construct, props: AgentInstallDocumentProps): void {
   const v = new PropsValidator(scope);
   v.require(props.packages.length > 0, 'packages', props.packages, 'at least one package');
   const seen = new Map<string, number>();
+  const distributor = props.packages.findIndex((pkg) => pkg instanceof DistributorPackage);
+  v.require(distributor < 0 || props.packages.length === 1, 'packages', `${props.packages.length} packages, packages[${distributor}] from Distributor`,
+    'one Distributor package alone, or package files (RPM, DEB, MSI): a document does not mix them');
   props.packages.forEach((pkg, i) => {
     const at = `packages[${i}]`;
-    literal(v, `${at}.sha256`, pkg.sha256, SHA256, 'the SHA-256 of the package: 64 hexadecimal characters');
+    if (pkg instanceof DistributorPackage) {
+      validateDistributorPackage(v, at, pkg);
+      return;
+    }
+    if (pkg.sha256 !== undefined || pkg.signingKey === undefined) {
+      literal(v, `${at}.sha256`, pkg.sha256 ?? '', SHA256, pkg.signingKey === undefined
+        ? 'the SHA-256 of the package: 64 hexadecimal characters (required unless a signingKey pins the package)'
+        : 'the SHA-256 of the package: 64 hexadecimal characters');
+    }
+    validateSignature(v, at, pkg);
     if (pkg.url !== undefined) {
       const allowed = 'an https:// URL with a host name, no credentials, and a path of letters, digits and ._~!&()*+,;=:@%/- (no quotes, spaces or $)';
       if (/^http:\/\//i.test(pkg.url)) {
@@ -193,7 +249,13 @@ function validateProps(scope: Construct, props: AgentInstallDocumentProps): void
     if (pkg.objectKey !== undefined && !Token.isUnresolved(pkg.objectKey)) {
       v.require(OBJECT_KEY.test(pkg.objectKey), `${at}.objectKey`, pkg.objectKey, 'an S3 key of 1-1024 letters, digits and !_.()/-, not starting with /');
     }
-    literal(v, `${at}.version`, pkg.version, VERSION, 'letters, digits and ._+~:- starting with a letter or digit, at most 128 characters');
+    const versionAllowed = 'letters, digits and ._+~:- starting with a letter or digit, at most 128 characters';
+    if (pkg.version !== undefined) {
+      literal(v, `${at}.version`, pkg.version, VERSION, versionAllowed);
+    } else {
+      v.require(pkg.signingKey !== undefined && pkg.format !== PackageFormat.MSI, `${at}.version`, pkg.version,
+        `${versionAllowed} (only an RPM or DEB package pinned by a signingKey may leave it out, to install the signed package's own version)`);
+    }
     literal(v, `${at}.serviceName`, pkg.serviceName, SERVICE_NAME, 'letters, digits and ._@- starting with a letter or digit, at most 128 characters');
     if (pkg.format === PackageFormat.MSI) {
       literal(v, `${at}.packageName`, pkg.packageName, MSI_PRODUCT_NAME, 'the MSI DisplayName: letters, digits, spaces and ._+()- starting with a letter or digit, at most 128 characters');
@@ -202,7 +264,8 @@ function validateProps(scope: Construct, props: AgentInstallDocumentProps): void
     }
     const architectures = [ec2.InstanceArchitecture.X86_64, ec2.InstanceArchitecture.ARM_64];
     v.require(architectures.includes(pkg.architecture), `${at}.architecture`, pkg.architecture, 'InstanceArchitecture.X86_64 or InstanceArchitecture.ARM_64');
-    v.require(Object.values(PackageFormat).includes(pkg.format), `${at}.format`, pkg.format, 'PackageFormat.RPM, DEB or MSI');
+    v.require([PackageFormat.RPM, PackageFormat.DEB, PackageFormat.MSI].includes(pkg.format), `${at}.format`, pkg.format,
+      'PackageFormat.RPM, DEB or MSI (Distributor packages come from DistributorPackage)');
 
     const key = packageKey(pkg);
     const first = seen.get(key);

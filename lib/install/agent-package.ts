@@ -1,6 +1,8 @@
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import { PackageSigningKey } from './package-signing-key';
+import { AgentEndpointService } from '../network/agent-endpoint-service';
 
 /**
  * The package format of one build of the agent.
@@ -12,6 +14,11 @@ export enum PackageFormat {
   DEB = 'DEB',
   /** A Windows Installer package, installed with `msiexec`. */
   MSI = 'MSI',
+  /**
+   * An SSM Distributor package, installed by SSM Agent's `aws:configurePackage` plugin
+   * (`DistributorPackage`); Distributor picks the build for the host.
+   */
+  DISTRIBUTOR = 'DISTRIBUTOR',
 }
 
 /**
@@ -27,16 +34,47 @@ export interface AgentPackageOptions {
   /**
    * The SHA-256 of the package file: 64 hexadecimal characters. The install document
    * installs nothing whose hash differs.
+   *
+   * @default - none: then `signingKey` is required, and any build the key signed installs
    */
-  readonly sha256: string;
+  readonly sha256?: string;
+
+  /**
+   * The vendor's signing key: the install document installs only a package whose signature
+   * this key (and only this key) verifies; anything else ends `signature-mismatch`, with
+   * nothing installed. An OpenPGP key (`PackageSigningKey.fromFile`) for RPM and DEB, an
+   * Authenticode publisher (`PackageSigningKey.authenticodePublisher`) for MSI.
+   *
+   * @default - none: then `sha256` is required
+   */
+  readonly signingKey?: PackageSigningKey;
+
+  /**
+   * Where the detached OpenPGP signature of a DEB package is (Debian packages carry no
+   * signature of their own): an `https://` URL for `fromUrl`, an object key in the same
+   * bucket for `fromBucket`. Binary (`.sig`) or armored (`.asc`), made over the whole `.deb`
+   * file (`gpg --detach-sign`). Only for DEB packages with a `signingKey`, and required there.
+   *
+   * @default - none
+   */
+  readonly detachedSignature?: string;
 
   /**
    * The agent version this package installs, as the package manager reports it
    * (`1.2.3`; an installed `1.2.3-1` or `2:1.2.3-1` counts as this version).
    *
    * Letters, digits and `._+~:-`, starting with a letter or digit, at most 128 characters.
+   *
+   * With an OpenPGP `signingKey` it may be left out: every Install then downloads the
+   * package, verifies it, and installs it when its own version (`rpm -qp`, `dpkg-deb -f`) is
+   * newer than the installed one, so a newer signed build at the same location upgrades the
+   * fleet without a new deployment. When given with a key, the signed package must be that
+   * version (`unexpected-package` otherwise).
+   *
+   * @default - required, except for RPM and DEB packages with a `signingKey`: the version
+   *   of the signed package found at the location
    */
-  readonly version: string;
+  readonly version?: string;
 
   /**
    * The service the agent runs as (a systemd unit on Linux, a Windows service), checked
@@ -55,6 +93,14 @@ export interface AgentPackageOptions {
    * @default - the service name
    */
   readonly packageName?: string;
+
+  /**
+   * Interface endpoints the agent needs to reach its vendor from private subnets;
+   * `AgentVpcEndpoints` (and so `AgentFleet`) creates them.
+   *
+   * @default - none
+   */
+  readonly vpcEndpoints?: AgentEndpointService[];
 }
 
 /**
@@ -90,21 +136,30 @@ export abstract class AgentPackage {
   /** The CPU architecture the build is for. */
   public readonly architecture: ec2.InstanceArchitecture;
   /** The SHA-256 of the package file, as given. */
-  public readonly sha256: string;
-  /** The agent version this package installs. */
-  public readonly version: string;
+  public readonly sha256?: string;
+  /** The vendor signing key the package must be signed with, as given. */
+  public readonly signingKey?: PackageSigningKey;
+  /** Where the detached signature of a DEB package is, as given. */
+  public readonly detachedSignature?: string;
+  /** The agent version this package installs; undefined: the signed package's own. */
+  public readonly version?: string;
   /** The service the agent runs as. */
   public readonly serviceName: string;
   /** The name the package manager knows the agent by. */
   public readonly packageName: string;
+  /** Interface endpoints the agent needs. */
+  public readonly vpcEndpoints: AgentEndpointService[];
 
   protected constructor(options: AgentPackageOptions) {
     this.format = options.format;
     this.architecture = options.architecture;
     this.sha256 = options.sha256;
+    this.signingKey = options.signingKey;
+    this.detachedSignature = options.detachedSignature;
     this.version = options.version;
     this.serviceName = options.serviceName;
     this.packageName = options.packageName ?? options.serviceName;
+    this.vpcEndpoints = [...(options.vpcEndpoints ?? [])];
   }
 
   /** The `https://` URL the package is downloaded from, for packages created with `fromUrl`. */
@@ -117,7 +172,8 @@ export abstract class AgentPackage {
   public abstract readonly objectKey?: string;
 
   /**
-   * Lets an instance role download this package: `s3:GetObject` on the one object (plus
+   * Lets an instance role download this package: `s3:GetObject` on the one object and its
+   * detached signature, if any (plus
    * `kms:Decrypt` when the bucket has a KMS key). Nothing for an HTTPS package.
    *
    * @param grantee the instance role
@@ -152,10 +208,11 @@ class BucketPackage extends AgentPackage {
   }
 
   public grantRead(grantee: iam.IGrantable): iam.Grant {
+    const keys = [this.objectKey, ...(this.detachedSignature !== undefined ? [this.detachedSignature] : [])];
     const read = iam.Grant.addToPrincipalOrResource({
       grantee,
       actions: ['s3:GetObject'],
-      resourceArns: [this.bucket.arnForObjects(this.objectKey)],
+      resourceArns: keys.map((key) => this.bucket.arnForObjects(key)),
       resource: this.bucket,
     });
     return this.bucket.encryptionKey ? read.combine(this.bucket.encryptionKey.grantDecrypt(grantee)) : read;

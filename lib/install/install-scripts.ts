@@ -65,6 +65,23 @@ export function packageSource(pkg: AgentPackage): string {
   return `s3://${pkg.bucket!.bucketName}/${pkg.objectKey}`;
 }
 
+/** Where the script downloads a DEB package's detached signature from (same bucket for S3 packages). */
+function signatureSource(pkg: AgentPackage): string {
+  if (pkg.url !== undefined) return pkg.detachedSignature!;
+  return `s3://${pkg.bucket!.bucketName}/${pkg.detachedSignature}`;
+}
+
+/**
+ * The armored keys as multi-line single-quoted shell strings (armor has no quotes). Each line
+ * is one line of the document; `pkg_field SIGNING_KEY` names the variable.
+ */
+function signingKeyLines(keys: Map<string, string>): string[] {
+  return [...keys].flatMap(([armored, name]) => {
+    const lines = armored.split('\n');
+    return [`  ${name}=${quote(lines[0]).slice(0, -1)}`, ...lines.slice(1, -1), `${lines[lines.length - 1]}'`];
+  });
+}
+
 function packageRegion(pkg: AgentPackage): string {
   return pkg.bucket ? pkg.bucket.env.region : '';
 }
@@ -89,7 +106,8 @@ const KEPT_COMMENT = /^\s*#(!|\s*shellcheck\s|requires\s)/i;
 /**
  * The lines of a script file, without its whole-line comments: SSM documents are limited to
  * 64 KB and the comments stay in the library's source. Refuses heredocs and here-strings,
- * inside which a line starting with # would be text, not a comment.
+ * inside which a line starting with # would be text, not a comment (and indentation part of
+ * the text). No script has a multi-line quoted string, the only other place where it would be.
  */
 function readScript(file: string): string[] {
   const text = fs.readFileSync(path.join(SCRIPTS_DIR, file), 'utf8');
@@ -101,7 +119,8 @@ function readScript(file: string): string[] {
   // A here-string opens with @" or @' (not bash's "$@" at the end of a line).
   const multiLine = lines.find((line) => /<<-?\s*['"]?\w+['"]?\s*$|(^|[\s=(])@['"]\s*$/.test(line));
   if (multiLine !== undefined) throw new Error(`${file}: no heredocs or here-strings (${multiLine.trim()})`);
-  return lines.filter((line) => !/^\s*#/.test(line) || KEPT_COMMENT.test(line));
+  // Nor blank lines or indentation (about 4 KB): the document carries code, the source is for reading.
+  return lines.filter((line) => (!/^\s*#/.test(line) || KEPT_COMMENT.test(line)) && line.trim() !== '').map((line) => line.trimStart());
 }
 
 /**
@@ -119,6 +138,13 @@ export function renderLinuxScript(
   companion?: CompanionInstallSettings,
 ): string[] {
   const linux = packages.filter((p) => p.format === PackageFormat.RPM || p.format === PackageFormat.DEB);
+  const gate = packages.find((p) => p.format === PackageFormat.DISTRIBUTOR);
+  // Each distinct key once (an RPM and a DEB of one vendor share it): the document has 64 KB.
+  const keys = new Map<string, string>();
+  for (const pkg of linux) {
+    const armored = pkg.signingKey?.armoredKey;
+    if (armored !== undefined && !keys.has(armored)) keys.set(armored, `AGENT_SIGNING_KEY_${keys.size + 1}`);
+  }
   const header = [
     '# --- settings rendered by cdk-agent-fleet at synth ---',
     `AGENT_ACTION=${quote(parameterReference('action'))}`,
@@ -131,18 +157,24 @@ export function renderLinuxScript(
     `AGENT_PM_WAIT=${quote(String(settings.packageManagerWaitSeconds))}`,
     `AGENT_PACKAGES=${quote(linux.map(packageKey).join(' '))}`,
     `AGENT_S3_ENDPOINT=${quote(settings.s3Endpoint ?? '')}`,
+    // A Distributor document's script only decides (distributor-gate.sh).
+    ...(gate ? [`AGENT_GATE_SERVICE=${quote(gate.serviceName)}`] : []),
     '# shellcheck disable=SC2034 # read through ${!name} by pkg_field',
     '{',
     '  :',
+    ...signingKeyLines(keys),
     ...linux.flatMap((pkg) => {
       const key = packageKey(pkg);
       return [
         `  PKG_${key}_SOURCE=${quote(packageSource(pkg))}`,
         `  PKG_${key}_REGION=${quote(packageRegion(pkg))}`,
-        `  PKG_${key}_SHA256=${quote(pkg.sha256.toLowerCase())}`,
-        `  PKG_${key}_VERSION=${quote(pkg.version)}`,
+        `  PKG_${key}_SHA256=${quote((pkg.sha256 ?? '').toLowerCase())}`,
+        `  PKG_${key}_VERSION=${quote(pkg.version ?? '')}`,
         `  PKG_${key}_NAME=${quote(pkg.packageName)}`,
         `  PKG_${key}_SERVICE=${quote(pkg.serviceName)}`,
+        // Only signed packages have these: unsigned ones render as they always did.
+        ...(pkg.signingKey?.armoredKey !== undefined ? [`  PKG_${key}_SIGNING_KEY=${quote(keys.get(pkg.signingKey.armoredKey)!)}`] : []),
+        ...(pkg.detachedSignature !== undefined ? [`  PKG_${key}_SIGNATURE=${quote(signatureSource(pkg))}`] : []),
       ];
     }),
     '}',
@@ -151,8 +183,10 @@ export function renderLinuxScript(
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  return [shebang, ...header, ...scriptFragment('aws-request.sh'), ...scriptFragment('s3-download.sh'),
-    ...(companion ? scriptFragment('companion-install.sh') : []), ...body];
+  // Functions only where something needs them: the document has 64 KB.
+  const fragments = ['aws-request.sh', 's3-download.sh', ...(keys.size > 0 ? ['package-signature.sh'] : []),
+    ...(gate ? ['distributor-gate.sh'] : []), ...(companion ? ['companion-install.sh'] : [])].flatMap(scriptFragment);
+  return [shebang, ...header, ...fragments, ...body];
 }
 
 /** The aws:runPowerShellScript lines: the Windows script with its settings header. */
@@ -171,7 +205,9 @@ export function renderWindowsScript(packages: AgentPackage[], settings: ScriptSe
     '$AgentPackageManagerRetrySeconds = 15',
     '$AgentPackages = @{',
     ...msi.map((pkg) => `  ${quote(packageKey(pkg))} = @{ Source = ${quote(packageSource(pkg))}; Region = ${quote(packageRegion(pkg))}; `
-      + `Sha256 = ${quote(pkg.sha256.toLowerCase())}; Version = ${quote(pkg.version)}; Name = ${quote(pkg.packageName)}; Service = ${quote(pkg.serviceName)} }`),
+      + `Sha256 = ${quote((pkg.sha256 ?? '').toLowerCase())}; Version = ${quote(pkg.version ?? '')}; Name = ${quote(pkg.packageName)}; Service = ${quote(pkg.serviceName)}`
+      + (pkg.signingKey !== undefined ? `; SignerThumbprint = ${quote(pkg.signingKey.thumbprint ?? '')}; SignerSubject = ${quote(pkg.signingKey.subject ?? '')}` : '')
+      + ' }'),
     '}',
     '# --- end of settings ---',
   ];

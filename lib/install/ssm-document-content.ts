@@ -24,13 +24,26 @@ export interface SsmRunScriptInputs {
   readonly workingDirectory?: string;
 }
 
+/** Inputs of aws:configurePackage (a Distributor package). */
+export interface SsmConfigurePackageInputs {
+  readonly name: string;
+  readonly action: string;
+  readonly installationType: string;
+  readonly version?: string;
+}
+
 /** One step of `mainSteps`. */
-export interface SsmStep {
+export type SsmStep = {
   readonly action: 'aws:runShellScript' | 'aws:runPowerShellScript';
   readonly name: string;
   readonly precondition: SsmPrecondition;
   readonly inputs: SsmRunScriptInputs;
-}
+} | {
+  readonly action: 'aws:configurePackage';
+  readonly name: string;
+  readonly precondition: SsmPrecondition;
+  readonly inputs: SsmConfigurePackageInputs;
+};
 
 /** The whole content of a schema 2.2 Command document. */
 export interface SsmCommandDocumentContent {

@@ -3,25 +3,13 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { AgentEndpointService } from './agent-endpoint-service';
 import { PropsValidator } from '../core/validation';
 import { AgentInstallDocument } from '../install/agent-install-document';
 import { TelemetryStore } from '../telemetry/telemetry-store';
 
-/**
- * A VPC endpoint the agent fleet needs.
- */
-export enum AgentEndpointService {
-  /** Systems Manager (`com.amazonaws.<region>.ssm`). */
-  SSM = 'SSM',
-  /** Session Manager and Run Command channels (`ssmmessages`). */
-  SSM_MESSAGES = 'SSM_MESSAGES',
-  /** The SSM Agent's message delivery (`ec2messages`). */
-  EC2_MESSAGES = 'EC2_MESSAGES',
-  /** API Gateway private APIs (`execute-api`), for the agent backend. */
-  EXECUTE_API = 'EXECUTE_API',
-  /** The S3 gateway endpoint. */
-  S3 = 'S3',
-}
+export { AgentEndpointService } from './agent-endpoint-service';
+
 
 /**
  * What tunes AgentVpcEndpoints in one VPC (subnets, endpoints that exist already, secondary
@@ -105,6 +93,11 @@ export class AgentVpcEndpoints extends Construct {
   public readonly ec2MessagesEndpoint?: ec2.InterfaceVpcEndpoint;
   /** The `execute-api` interface endpoint, when asked for and not existing already. */
   public readonly executeApiEndpoint?: ec2.InterfaceVpcEndpoint;
+  /**
+   * The `guardduty-data` interface endpoint, when a package asks for it
+   * (`AgentEndpointService.GUARDDUTY_DATA`) and it did not exist already.
+   */
+  public readonly guardDutyDataEndpoint?: ec2.InterfaceVpcEndpoint;
   /** The S3 gateway endpoint, unless it existed already. */
   public readonly s3Endpoint?: ec2.GatewayVpcEndpoint;
   /** The security group of the interface endpoints, if any was created. */
@@ -122,6 +115,11 @@ export class AgentVpcEndpoints extends Construct {
     ];
     if (props.executeApi) {
       wanted.push([AgentEndpointService.EXECUTE_API, 'ExecuteApi', ec2.InterfaceVpcEndpointAwsService.APIGATEWAY]);
+    }
+    // Endpoints the agents' packages declare (vendor backends).
+    const declared = new Set((props.documents ?? []).flatMap((doc) => doc.packages).flatMap((pkg) => pkg.vpcEndpoints));
+    if (declared.has(AgentEndpointService.GUARDDUTY_DATA)) {
+      wanted.push([AgentEndpointService.GUARDDUTY_DATA, 'GuardDutyData', new ec2.InterfaceVpcEndpointAwsService('guardduty-data')]);
     }
     const toCreate = wanted.filter(([service]) => !skip.has(service));
 
@@ -152,6 +150,8 @@ export class AgentVpcEndpoints extends Construct {
     this.ssmMessagesEndpoint = endpoints.get(AgentEndpointService.SSM_MESSAGES);
     this.ec2MessagesEndpoint = endpoints.get(AgentEndpointService.EC2_MESSAGES);
     this.executeApiEndpoint = endpoints.get(AgentEndpointService.EXECUTE_API);
+    this.guardDutyDataEndpoint = endpoints.get(AgentEndpointService.GUARDDUTY_DATA);
+    if (this.guardDutyDataEndpoint) addGuardDutyEndpointPolicy(this.guardDutyDataEndpoint);
 
     if (!skip.has(AgentEndpointService.S3)) {
       const s3Endpoint = new ec2.GatewayVpcEndpoint(this, 'S3', {
@@ -164,6 +164,20 @@ export class AgentVpcEndpoints extends Construct {
       this.s3Endpoint = s3Endpoint;
     }
   }
+}
+
+/**
+ * The endpoint policy GuardDuty documents for its agent's endpoint: everything, but only for
+ * principals of the account that owns the VPC endpoint.
+ * https://docs.aws.amazon.com/guardduty/latest/ug/creating-vpc-endpoint-ec2-agent-manually.html
+ */
+function addGuardDutyEndpointPolicy(endpoint: ec2.InterfaceVpcEndpoint): void {
+  const anyone = [new iam.AnyPrincipal()];
+  endpoint.addToPolicy(new iam.PolicyStatement({ principals: anyone, actions: ['*'], resources: ['*'] }));
+  endpoint.addToPolicy(new iam.PolicyStatement({
+    effect: iam.Effect.DENY, principals: anyone, actions: ['*'], resources: ['*'],
+    conditions: { StringNotEquals: { 'aws:PrincipalAccount': Stack.of(endpoint).account } },
+  }));
 }
 
 /**

@@ -61,6 +61,14 @@ const scenarios: Record<string, (t: Template, assembly: cxapi.CloudAssembly) => 
       StackInstancesGroup: [Match.objectLike({ DeploymentTargets: { OrganizationalUnitIds: ['ou-abcd-11111111', 'ou-abcd-22222222'] } })],
     });
   },
+  'guardduty-runtime-monitoring.ts': (t) => {
+    const [document] = Object.values(t.findResources('AWS::SSM::Document')) as any[];
+    expect(document.Properties.Content.mainSteps[1]).toMatchObject({
+      action: 'aws:configurePackage', inputs: { name: 'AmazonGuardDuty-RuntimeMonitoringSsmPlugin', version: 'v1.8.0' },
+    });
+    expect(document.Properties.Content.parameters.tagKey.default).toBe('GuardDutyManaged');
+    t.hasResourceProperties('AWS::EC2::VPCEndpoint', { ServiceName: 'com.amazonaws.eu-west-1.guardduty-data', PrivateDnsEnabled: true });
+  },
   'telemetry-store.ts': (t) => {
     t.hasResourceProperties('AWS::S3::Bucket', { LifecycleConfiguration: { Rules: Match.arrayWith([Match.objectLike({ ExpirationInDays: 90 })]) } });
   },

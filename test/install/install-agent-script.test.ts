@@ -330,7 +330,7 @@ describe('parameters reach the script only after SSM validated them', () => {
 
 const shellcheck = spawnSync('shellcheck', ['--version']).status === 0;
 (shellcheck ? describe : describe.skip)('shellcheck', () => {
-  test.each(['install-agent.sh', 'aws-request.sh', 's3-download.sh'])('the script file %s passes', (file) => {
+  test.each(['install-agent.sh', 'aws-request.sh', 's3-download.sh', 'package-signature.sh'])('the script file %s passes', (file) => {
     const run = spawnSync('shellcheck', [path.join(__dirname, '../../lib/install/scripts', file)], { encoding: 'utf8' });
     expect(run.stdout).toBe('');
     expect(run.status).toBe(0);

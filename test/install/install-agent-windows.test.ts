@@ -30,7 +30,7 @@ function statements(name: string): string[] {
 }
 
 // Cmdlets of Windows PowerShell 5.1 the script may call; anything else Verb-Noun must be its own.
-const CMDLETS = new Set(['Set-StrictMode', 'Write-Output', 'ConvertTo-Json', 'ConvertFrom-Json', 'Test-Path', 'Remove-Item', 'Get-ItemProperty',
+const CMDLETS = new Set(['Set-StrictMode', 'Get-AuthenticodeSignature', 'Write-Output', 'ConvertTo-Json', 'ConvertFrom-Json', 'Test-Path', 'Remove-Item', 'Get-ItemProperty',
   'Where-Object', 'Select-Object', 'Start-Process', 'Get-Content', 'Copy-Item', 'Move-Item', 'Set-Content', 'Get-Service', 'Set-Service',
   'Restart-Service', 'Stop-Service', 'Start-Sleep', 'Get-Date', 'Invoke-WebRequest', 'Get-FileHash', 'New-Item', 'New-Object', 'Set-Acl',
   'ForEach-Object', 'Join-Path']);
@@ -107,7 +107,8 @@ describe('the Windows install script, read as a reviewer would (PowerShell canno
   });
 
   test('the same outcomes and exit statuses as the Linux script, plus reboot-required = 3010 (SSM Agent\'s RebootExitCode on Windows)', () => {
-    const linux = fs.readFileSync(path.join(__dirname, '../../lib/install/scripts/install-agent.sh'), 'utf8');
+    const linux = ['install-agent.sh', 'package-signature.sh']
+      .map((file) => fs.readFileSync(path.join(__dirname, '../../lib/install/scripts', file), 'utf8')).join('\n');
     const linuxCodes = new Map<string, Set<number>>();
     for (const [, word, code] of linux.matchAll(/\bfinish ([a-z-]+) (\d+)/g)) linuxCodes.set(word, new Set([...(linuxCodes.get(word) ?? []), Number(code)]));
     expect(linuxCodes.size).toBeGreaterThan(10);

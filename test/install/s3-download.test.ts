@@ -274,13 +274,14 @@ describe('the rendered Linux script', () => {
 
     const lines = renderLinuxScript([deb]);
 
-    // the fragments' code, in order, without their comments (the document keeps only code and directives)
-    const fragment = [SIGNER, FRAGMENT].flatMap((file) => fs.readFileSync(file, 'utf8').trimEnd().split('\n').filter((line) => !/^\s*#/.test(line)));
+    // the fragments' code, in order, without their comments, blank lines and indentation (the document keeps only code and directives)
+    const fragment = [SIGNER, FRAGMENT].flatMap((file) => fs.readFileSync(file, 'utf8').trimEnd().split('\n')
+      .filter((line) => !/^\s*#/.test(line) && line.trim() !== '').map((line) => line.trimStart()));
     const start = lines.indexOf(fragment[0]);
     expect(start).toBeGreaterThan(lines.indexOf('# --- end of settings ---'));
     expect(lines.slice(start, start + fragment.length)).toEqual(fragment);
     expect(lines).toContain("AGENT_S3_ENDPOINT=''");
-    expect(lines).toContain('    s3://*) s3_download "$source" "$region" "$1" ;;');
+    expect(lines).toContain('s3://*) s3_download "$source" "$region" "$1" ;;');
     expect(lines.join('\n')).not.toMatch(/\baws s3\b/);
     // Comments stay in the source (SSM documents are limited to 64 KB); directives stay in the document.
     expect(lines.filter((line) => /^\s*#/.test(line)).filter((line) => !/^(#!|\s*# shellcheck |# --- )/.test(line))).toEqual([]);

@@ -266,16 +266,39 @@ function Get-Package([hashtable] $Package, [string] $File) {
   }
 }
 
-# Downloads the pinned package into the work directory and checks its SHA-256; ends the run when
-# either fails.
+# An Authenticode publisher pin: the signature must be Valid (a chain Windows trusts, not
+# revoked, the file unchanged since it was signed) and made by the pinned certificate
+# (thumbprint) and/or subject. Ends the run signature-mismatch otherwise.
+function Assert-Publisher([hashtable] $Package, [string] $File) {
+  $signature = Get-AuthenticodeSignature -LiteralPath $File
+  $signer = $signature.SignerCertificate
+  $problem = $null
+  if ($signature.Status -ne [System.Management.Automation.SignatureStatus]::Valid) {
+    $problem = "its Authenticode signature is $($signature.Status): $($signature.StatusMessage)"
+  } elseif ($null -eq $signer) {
+    $problem = 'it has no signer certificate'
+  } elseif ($Package.SignerThumbprint -and $signer.Thumbprint -ne $Package.SignerThumbprint) {
+    $problem = "it is signed by certificate $($signer.Thumbprint), not the pinned $($Package.SignerThumbprint)"
+  } elseif ($Package.SignerSubject -and $signer.Subject -cne $Package.SignerSubject) {
+    $problem = "it is signed by '$($signer.Subject)', not the pinned '$($Package.SignerSubject)'"
+  }
+  if ($problem) {
+    Write-Log "the package does not verify: $problem; nothing installed"
+    Finish 'signature-mismatch' 16
+  }
+}
+
+# Downloads the pinned package into the work directory and checks its SHA-256 and, when a
+# publisher pins it, its Authenticode signature; ends the run when any check fails.
 function Get-VerifiedPackage([hashtable] $Package) {
   $file = Join-Path $Script:WorkDir 'agent.msi'
   try { Get-Package $Package $file } catch { Write-Log "could not download the package: $($_.Exception.Message)"; Finish 'download-failed' 12 }
   $actual = (Get-FileHash -LiteralPath $file -Algorithm SHA256).Hash.ToLowerInvariant()
-  if ($actual -ne $Package.Sha256) {
+  if ($Package.Sha256 -and $actual -ne $Package.Sha256) {
     Write-Log "SHA-256 mismatch: expected $($Package.Sha256), got $actual; nothing installed"
     Finish 'hash-mismatch' 13
   }
+  if ($Package.ContainsKey('SignerThumbprint')) { Assert-Publisher $Package $file }
   return $file
 }
 
@@ -299,7 +322,9 @@ function Save-LastGood([string] $File, [hashtable] $Package) {
   Copy-Item -LiteralPath $File -Destination (Get-StatePath 'last-good.msi.new') -Force
   Move-Item -LiteralPath (Get-StatePath 'last-good.msi.new') -Destination (Get-StatePath 'last-good.msi') -Force
   Set-Content -LiteralPath (Get-StatePath 'last-good.version') -Value $Package.Version -NoNewline
-  Set-Content -LiteralPath (Get-StatePath 'last-good.sha256') -Value $Package.Sha256 -NoNewline
+  # The hash of the verified file itself: a package pinned by its publisher has no pinned hash.
+  $sha256 = (Get-FileHash -LiteralPath (Get-StatePath 'last-good.msi') -Algorithm SHA256).Hash.ToLowerInvariant()
+  Set-Content -LiteralPath (Get-StatePath 'last-good.sha256') -Value $sha256 -NoNewline
 }
 
 # An install that has not been seen healthy yet: { version, previous, outcome }, kept across a

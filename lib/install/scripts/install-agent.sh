@@ -9,7 +9,10 @@
 #       and AGENT_PM_WAIT (seconds to wait for another run, for a busy package manager);
 #   AGENT_PACKAGES  the keys (RPM_X86_64, DEB_ARM64, ...) of the pinned packages, and for
 #       each key PKG_<key>_SOURCE (https:// or s3:// URL), _REGION, _SHA256, _VERSION, _NAME,
-#       _SERVICE, all validated at synth, so nobody can point it at another package.
+#       _SERVICE, all validated at synth, so nobody can point it at another package; a package
+#       pinned by its vendor's key also has _SIGNING_KEY (the name of a variable holding the
+#       armored key) and, for DEB, _SIGNATURE (its detached signature); its _SHA256 and
+#       _VERSION may then be empty (package-signature.sh).
 #
 # The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag.
 # Outcomes and exit statuses are listed in the README ("Install document outcomes").
@@ -28,6 +31,9 @@ package_version=''
 state_dir=''
 workdir=''
 download_pid=''
+fetched=''
+# Set when a newer version than the signed package is installed: never downgraded.
+keep_installed=''
 interrupted=''
 finishing=''
 # Set while the host differs from where it was when the run started.
@@ -48,6 +54,7 @@ finish() {
   if [[ -n "$format" ]]; then version=$(installed_version) || version=''; fi
   printf '{"action":"%s","outcome":"%s","version":"%s","imdsVersion":"%s","tag":"%s"}\n' \
     "$AGENT_ACTION" "$1" "$version" "$imds_version" "$tag_state"
+  if [[ -n "${AGENT_GATE_SERVICE:-}" ]]; then gate_exit "$1" "$2"; fi
   exit "$2"
 }
 
@@ -401,9 +408,10 @@ service_up() {
   service_healthy
 }
 
+# Downloads the package (or another of its fields: SIGNATURE) into a file.
 download() {
   local source region
-  source=$(pkg_field SOURCE)
+  source=$(pkg_field "${2:-SOURCE}")
   region=$(pkg_field REGION)
   case "$source" in
     s3://*) s3_download "$source" "$region" "$1" ;;
@@ -418,10 +426,12 @@ sha256_of() {
   printf '%s' "${sum%% *}"
 }
 
-# Downloads the pinned package into the work dir and checks its hash. The download runs in
-# the background so that TERM and INT stop it at once.
+# Downloads the pinned package into the work dir (once a run) and checks its hash and, when a
+# key pins it, its signature. The download runs in the background so that TERM and INT stop
+# it at once.
 fetch_package() {
   local file="$workdir/agent.pkg" actual status=0
+  if [[ -n "$fetched" ]]; then return 0; fi
   (trap - ERR && download "$file") &
   download_pid=$!
   wait "$download_pid" || status=$?
@@ -432,10 +442,14 @@ fetch_package() {
     finish download-failed 12
   fi
   actual=$(sha256_of "$file")
-  if [[ "$actual" != "$package_sha256" ]]; then
+  if [[ -n "$package_sha256" && "$actual" != "$package_sha256" ]]; then
     log "SHA-256 mismatch: expected $package_sha256, got $actual; nothing installed"
     finish hash-mismatch 13
   fi
+  if [[ -n "$(pkg_field SIGNING_KEY)" ]]; then check_signed_package "$file"; fi
+  # What the kept copy is checked against later.
+  package_sha256=$actual
+  fetched=1
 }
 
 # A copy of the installed version the package manager left in its cache, if any.
@@ -550,6 +564,10 @@ check_and_repair() {
   log "service $service_name is not healthy; restarting it"
   if service_up; then finish repaired 0; fi
   check_interrupt
+  if [[ -n "$keep_installed" ]]; then
+    log "service $service_name did not stay up after a restart; the signed package is older than what is installed, so it is not reinstalled"
+    finish repair-failed 23
+  fi
   log "service $service_name did not stay up after a restart; reinstalling $package_version"
   fetch_package
   install_file "$workdir/agent.pkg" || status=$?
@@ -565,6 +583,15 @@ check_and_repair() {
 }
 
 do_install() {
+  if [[ -z "$package_version" ]]; then
+    # Pinned by a key only: the signed package at the location says which version it is.
+    fetch_package
+    if [[ -n "$previous" && ! -f "$state_dir/pending" ]] && version_newer "$previous" "$package_version"; then
+      log "the installed $previous is newer than the signed package ($package_version); not downgrading it"
+      keep_installed=1
+      check_and_repair
+    fi
+  fi
   if [[ -n "$previous" ]] && version_matches "$previous" "$package_version"; then
     if [[ ! -f "$state_dir/pending" ]]; then check_and_repair; fi
     log "an earlier install of $package_version did not finish; installing it again"
@@ -589,7 +616,7 @@ do_uninstall() {
 
 do_verify() {
   if [[ -z "$previous" ]]; then finish not-installed 32; fi
-  if ! version_matches "$previous" "$package_version"; then
+  if [[ -n "$package_version" ]] && ! version_matches "$previous" "$package_version"; then
     log "installed $previous, expected $package_version"
     finish wrong-version 31
   fi
@@ -626,6 +653,7 @@ main() {
       ;;
   esac
 
+  if [[ -n "${AGENT_GATE_SERVICE:-}" ]]; then gate_distributor; fi
   if ! resolve_package; then finish unsupported-platform 11; fi
   install -d -m 700 -- "$state_dir"
 
