@@ -5,6 +5,7 @@ export * from './backend/sensor';
 export * from './backend/assessment-template';
 export * from './backend/agent-backend';
 export * from './install/agent-package';
+export * from './install/agent-activation';
 export * from './install/agent-install-document';
 export * from './targeting/auto-configuration-mode';
 export * from './targeting/association-schedule';

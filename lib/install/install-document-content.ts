@@ -1,4 +1,5 @@
 import { Duration } from 'aws-cdk-lib';
+import { RenderedActivation } from './activation-script';
 import { AgentPackage, PackageFormat } from './agent-package';
 import { documentParameters } from './document-parameters';
 import { DEFAULT_SCRIPT_SETTINGS, renderLinuxScript, renderWindowsScript, ScriptSettings } from './install-scripts';
@@ -9,6 +10,8 @@ export interface DocumentContentOptions {
   readonly tagKey: string;
   readonly timeout: Duration;
   readonly scriptSettings?: ScriptSettings;
+  /** The agent's activation (Linux only). */
+  readonly activation?: RenderedActivation;
 }
 
 /** The content of an AgentInstallDocument, built from typed objects. */
@@ -21,7 +24,7 @@ export function renderDocumentContent(packages: AgentPackage[], options: Documen
       action: 'aws:runShellScript',
       name: 'manageAgentOnLinux',
       precondition: { StringEquals: ['platformType', 'Linux'] },
-      inputs: { timeoutSeconds, runCommand: renderLinuxScript(packages, settings) },
+      inputs: { timeoutSeconds, runCommand: renderLinuxScript(packages, settings, options.activation) },
     });
   }
   if (packages.some((p) => p.format === PackageFormat.MSI)) {
@@ -36,7 +39,7 @@ export function renderDocumentContent(packages: AgentPackage[], options: Documen
   return {
     schemaVersion: '2.2',
     description: `Installs, upgrades, verifies or uninstalls the host security agent (${versions}) from pinned, SHA-256-verified packages, with rollback. Managed by cdk-agent-fleet.`,
-    parameters: documentParameters(options.tagKey),
+    parameters: documentParameters(options.tagKey, options.activation !== undefined),
     mainSteps: steps,
   };
 }

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { activationSettings, RenderedActivation } from './activation-script';
 import { AgentPackage, PackageFormat } from './agent-package';
 import { parameterReference } from './ssm-document-content';
 
@@ -38,6 +39,11 @@ export interface ScriptSettings {
    * to, path-style. Empty: the bucket's regional AWS endpoint. Only tests set it.
    */
   readonly s3Endpoint?: string;
+  /**
+   * `https://host:port` of a stand-in for Secrets Manager and Parameter Store that the Linux
+   * script reads activation secrets from. Empty: the regional AWS endpoints. Only tests set it.
+   */
+  readonly awsEndpoint?: string;
 }
 
 /** The health window when the construct is given none: catches a crash within 30 s. */
@@ -72,7 +78,7 @@ function packageRegion(pkg: AgentPackage): string {
  * Single-quotes a value for bash and PowerShell alike. Validation keeps quotes out of
  * literal values; tokens are S3 bucket names and regions, which cannot contain one.
  */
-function quote(value: string): string {
+export function quote(value: string): string {
   if (!Token.isUnresolved(value) && /['\r\n]/.test(value)) {
     throw new Error(`cannot embed ${JSON.stringify(value)} in an install script`);
   }
@@ -111,8 +117,8 @@ export function scriptFragment(file: string): string[] {
   return readScript(file).filter((line) => !/^# shellcheck shell=/.test(line));
 }
 
-/** The aws:runShellScript lines: the Linux script with its settings header. */
-export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS): string[] {
+/** The aws:runShellScript lines: the Linux script with its settings header (and the activation's). */
+export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS, activation?: RenderedActivation): string[] {
   const linux = packages.filter((p) => p.format === PackageFormat.RPM || p.format === PackageFormat.DEB);
   const header = [
     '# --- settings rendered by cdk-agent-fleet at synth ---',
@@ -142,10 +148,13 @@ export function renderLinuxScript(packages: AgentPackage[], settings: ScriptSett
     }),
     '}',
     'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_HEALTH_WINDOW AGENT_LOCK_WAIT AGENT_PM_WAIT AGENT_PACKAGES AGENT_S3_ENDPOINT',
+    ...(activation ? [`AGENT_AWS_ENDPOINT=${quote(settings.awsEndpoint ?? '')}`, ...activationSettings(activation, quote)] : []),
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  return [shebang, ...header, ...scriptFragment('aws-request.sh'), ...scriptFragment('s3-download.sh'), ...body];
+  // The activation's functions only where there is one: SSM documents are limited to 64 KB.
+  const activationFragments = activation ? [...scriptFragment('json-string.sh'), ...scriptFragment('activation.sh')] : scriptFragment('activation-none.sh');
+  return [shebang, ...header, ...scriptFragment('aws-request.sh'), ...scriptFragment('s3-download.sh'), ...activationFragments, ...body];
 }
 
 /** The aws:runPowerShellScript lines: the Windows script with its settings header. */

@@ -110,6 +110,8 @@ describe('the Windows install script, read as a reviewer would (PowerShell canno
     const linux = fs.readFileSync(path.join(__dirname, '../../lib/install/scripts/install-agent.sh'), 'utf8');
     const linuxCodes = new Map<string, Set<number>>();
     for (const [, word, code] of linux.matchAll(/\bfinish ([a-z-]+) (\d+)/g)) linuxCodes.set(word, new Set([...(linuxCodes.get(word) ?? []), Number(code)]));
+    // A successful Install ends through finish_installed (activation.sh), with status 0.
+    for (const [, word] of linux.matchAll(/\bfinish_installed ([a-z-]+)/g)) linuxCodes.set(word, new Set([...(linuxCodes.get(word) ?? []), 0]));
     expect(linuxCodes.size).toBeGreaterThan(10);
     const windows = finishCalls(script);
     for (const [word, code] of windows) {

@@ -11,7 +11,8 @@
 #       each key PKG_<key>_SOURCE (https:// or s3:// URL), _REGION, _SHA256, _VERSION, _NAME,
 #       _SERVICE, all validated at synth, so nobody can point it at another package.
 #
-# The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag.
+# The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag,
+# activation, activationExitCode (activation.sh).
 # Outcomes and exit statuses are listed in the README ("Install document outcomes").
 set -Eeuo pipefail
 umask 077
@@ -44,8 +45,9 @@ finish() {
   local version=''
   if [[ -z "$format" ]]; then resolve_package 2>/dev/null || true; fi
   if [[ -n "$format" ]]; then version=$(installed_version) || version=''; fi
-  printf '{"action":"%s","outcome":"%s","version":"%s","imdsVersion":"%s","tag":"%s"}\n' \
-    "$AGENT_ACTION" "$1" "$version" "$imds_version" "$tag_state"
+  # shellcheck disable=SC2154 # activation_state, activation_exit_code: activation.sh
+  printf '{"action":"%s","outcome":"%s","version":"%s","imdsVersion":"%s","tag":"%s","activation":"%s","activationExitCode":"%s"}\n' \
+    "$AGENT_ACTION" "$1" "$version" "$imds_version" "$tag_state" "$activation_state" "$activation_exit_code"
   exit "$2"
 }
 
@@ -543,10 +545,10 @@ install_pinned() {
 # (restart it, then reinstall the pinned version).
 check_and_repair() {
   local status=0
-  if service_healthy; then finish already-installed 0; fi
+  if service_healthy; then finish_installed already-installed; fi
   check_interrupt
   log "service $service_name is not healthy; restarting it"
-  if service_up; then finish repaired 0; fi
+  if service_up; then finish_installed repaired; fi
   check_interrupt
   log "service $service_name did not stay up after a restart; reinstalling $package_version"
   fetch_package
@@ -555,7 +557,7 @@ check_and_repair() {
   check_interrupt
   if ((status == 0)) && service_up; then
     keep_as_last_good "$workdir/agent.pkg"
-    finish repaired 0
+    finish_installed repaired
   fi
   check_interrupt
   log "service $service_name is still not healthy after reinstalling $package_version"
@@ -569,8 +571,8 @@ do_install() {
   fi
   fetch_package
   install_pinned
-  if [[ -n "$previous" ]]; then finish upgraded 0; fi
-  finish installed 0
+  if [[ -n "$previous" ]]; then finish_installed upgraded; fi
+  finish_installed installed
 }
 
 do_uninstall() {
@@ -630,7 +632,7 @@ main() {
   previous=$(installed_version) || previous=''
   way_back='' way_back_version=''
   case "$AGENT_ACTION" in
-    Install) do_install ;;
+    Install | Reactivate) do_install ;;
     Uninstall) do_uninstall ;;
     Verify) do_verify ;;
     *) finish invalid-action 1 ;;
