@@ -207,3 +207,93 @@ describe('a Trend-style activation with secrets', () => {
     expect(document.activation).toBe(activation);
   });
 });
+
+describe('once, again on request, and its own outcome', () => {
+  test('activation-failed (24) with the tool\'s status; retried by the next Install; then never again until Reactivate; a secret that cannot be read', async () => {
+    host = await bootWithSecrets();
+    const agent = declare(host, buildDeb({ version: '1.0.0-1' }), 'DEB', '1.0.0');
+    const { stack, activation } = trendActivation();
+    const lines = script([agent], stack, activation);
+    host.exec('echo 0 > /etc/fake-activation-sleep && echo 3 > /etc/fake-activation-exit');
+    const runs = (): number => Number(host!.exec('cat /root/tool.runs 2>/dev/null | wc -l').stdout.trim());
+
+    // WHEN the tool fails: the agent stays installed, the outcome says the activation failed
+    const failed = await host.runScript([], { action: 'Install' }, {}, lines);
+    expect(outcome(failed)).toMatchObject({ outcome: 'activation-failed', version: '1.0.0-1', activation: 'failed', activationExitCode: '3' });
+    expect(failed.status).toBe(24);
+    expect(failed.stderr).toContain('the activation command exited 3');
+
+    // THEN the next Install activates it (nothing was recorded)
+    host.exec('echo 0 > /etc/fake-activation-exit');
+    const retried = await host.runScript([], { action: 'Install' }, {}, lines);
+    expect(outcome(retried)).toMatchObject({ outcome: 'already-installed', activation: 'activated', activationExitCode: '0' });
+    expect(runs()).toBe(2);
+
+    // AND repeated Installs neither run the tool nor read the secrets again
+    const requestsBefore = secretRequests(host).length;
+    for (let i = 0; i < 2; i++) {
+      const again = await host.runScript([], { action: 'Install' }, {}, lines);
+      expect(outcome(again)).toMatchObject({ outcome: 'already-installed', activation: 'already-activated', activationExitCode: '' });
+      expect(again.status).toBe(0);
+    }
+    expect(runs()).toBe(2);
+    expect(secretRequests(host)).toHaveLength(requestsBefore);
+
+    // AND Reactivate (after a rotation) runs it again, with the new values
+    const rotated = 'rotated-token-2';
+    fs.writeFileSync(path.join(host.share, 'secrets.json'), JSON.stringify({
+      [SECRET_ARN]: { value: JSON.stringify({ tenantId: TENANT }), version: 'v-2' }, [PARAMETER_ARN]: { value: rotated, version: '4' },
+    }));
+    const reactivated = await host.runScript([], { action: 'Reactivate' }, {}, lines);
+    expect(outcome(reactivated)).toMatchObject({ action: 'Reactivate', outcome: 'already-installed', activation: 'activated' });
+    expect(runs()).toBe(3);
+    expect(host.exec('cat /root/tool.args').stdout.split('\0')).toContain(`token:${rotated}`);
+
+    // AND a secret that cannot be read fails the activation without running the tool
+    fs.writeFileSync(path.join(host.share, 'secrets.json'), JSON.stringify({ [SECRET_ARN]: { value: JSON.stringify({ tenantId: TENANT }) } }));
+    const unreadable = await host.runScript([], { action: 'Reactivate' }, {}, lines);
+    expect(outcome(unreadable)).toMatchObject({ outcome: 'activation-failed', activation: 'secret-unavailable', activationExitCode: '' });
+    expect(unreadable.status).toBe(24);
+    expect(unreadable.stderr).toContain(`answered 400 ParameterNotFound for the SecureString parameter ${PARAMETER_ARN}`);
+    expect(runs()).toBe(3);
+    expect(secretRequests(host).slice(-1)[0]).toMatchObject({ target: 'AmazonSSM.GetParameter', verdict: 'not found' });
+  });
+
+  test('a secret passed as a file and on standard input reaches no command line and no environment; an activated agent (the check says so) is left alone', async () => {
+    host = await bootWithSecrets();
+    const agent = declare(host, buildDeb({ version: '1.0.0-1' }), 'DEB', '1.0.0');
+    const { stack, tenant, token } = secrets();
+    const activation: AgentActivation = {
+      command: [ActivationArgument.literal(TOOL), ActivationArgument.literal('enroll'), ActivationArgument.secretFile(token, { prefix: '--token-file=' })],
+      stdin: tenant,
+      check: { command: [QUERY, '-c', 'GetAgentStatus'], outputLacks: 'agentCertHash: D0:68:DE' },
+    };
+    const lines = script([agent], stack, activation);
+    // A fake dsa_query: not activated until the tool has run once.
+    const query = path.join(host.share, 'fake-query');
+    fs.writeFileSync(query, '#!/bin/sh\nif [ -f /root/tool.runs ]; then echo "agentCertHash: 4A:11"; else echo "agentCertHash: D0:68:DE:48"; fi\n');
+    host.put(query, QUERY);
+    host.exec(`chmod 755 ${QUERY}`);
+
+    const { run, sightings, scans } = await runWatched(host, lines);
+
+    expect(outcome(run)).toMatchObject({ outcome: 'installed', activation: 'activated', activationExitCode: '0' });
+    expect(scans).toBeGreaterThan(20);
+    expect(sightings).toEqual([]);
+    const file = host.exec('cat /root/tool.args').stdout.split('\0')[1];
+    expect(file).toMatch(/^--token-file=\/var\/lib\/cdk-agent-fleet\/work\/run\.[A-Za-z0-9]+\/secret-file-2$/);
+    expect(host.exec('cat /root/tool.file').stdout).toBe(TOKEN);
+    expect(host.exec('cat /root/tool.stdin').stdout).toBe(`${TENANT}\n`);
+    expect(host.exec(`test -e ${file.slice('--token-file='.length)}`, { allowFailure: true }).status).not.toBe(0);
+    expect(filesHolding(host, SECRETS)).toEqual([]);
+
+    // WHEN the activation record is lost but the agent says it is activated
+    host.exec('rm /var/lib/cdk-agent-fleet/test-agent/activation');
+    const checked = await host.runScript([], { action: 'Install' }, {}, lines);
+
+    // THEN the tool does not run again
+    expect(outcome(checked)).toMatchObject({ outcome: 'already-installed', activation: 'already-activated' });
+    expect(checked.stderr).toContain('the agent is activated already (the activation check says so)');
+    expect(host.exec('wc -l < /root/tool.runs').stdout.trim()).toBe('1');
+  });
+});
