@@ -15,3 +15,5 @@ export * from './imds/imds-policy-options';
 export * from './imds/imdsv2-enforcement';
 export * from './imds/require-imdsv2';
 export * from './agent-fleet';
+export * from './presets/trend-micro-workload-security-fleet';
+export * from './presets/crowdstrike-falcon-fleet';
