@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
@@ -257,6 +257,16 @@ describe('once, again on request, and its own outcome', () => {
     expect(unreadable.stderr).toContain(`answered 400 ParameterNotFound for the SecureString parameter ${PARAMETER_ARN}`);
     expect(runs()).toBe(3);
     expect(secretRequests(host).slice(-1)[0]).toMatchObject({ target: 'AmazonSSM.GetParameter', verdict: 'not found' });
+
+    // AND a tool that hangs is stopped at the activation's timeout (124), and the run still ends with its line
+    fs.writeFileSync(path.join(host.share, 'secrets.json'), JSON.stringify({
+      [SECRET_ARN]: { value: JSON.stringify({ tenantId: TENANT }) }, [PARAMETER_ARN]: { value: TOKEN },
+    }));
+    host.exec('echo 60 > /etc/fake-activation-sleep');
+    const hanging = await host.runScript([], { action: 'Reactivate' }, {}, script([agent], stack, { ...activation, timeout: Duration.seconds(10) }));
+    expect(outcome(hanging)).toMatchObject({ outcome: 'activation-failed', activation: 'failed', activationExitCode: '124' });
+    expect(hanging.stderr).toContain('the activation command did not finish within 10s');
+    expect(host.exec("pgrep -fx 'sleep 60' || true").stdout.trim()).toBe('');
   });
 
   test('a secret passed as a file and on standard input reaches no command line and no environment; an activated agent (the check says so) is left alone', async () => {

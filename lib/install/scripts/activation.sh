@@ -159,7 +159,10 @@ activation_exec() {
   download_pid=$pid
   (
     trap - ERR EXIT
-    sleep "$ACTIVATION_TIMEOUT"
+    # One second at a time, so that stopping the watchdog leaves no long sleep behind.
+    for ((waited = 0; waited < ACTIVATION_TIMEOUT; waited++)); do sleep 1; done
+    # The tool and what it started (a vendor script's own children).
+    pkill -TERM -P "$pid" 2>/dev/null
     kill -TERM "$pid" 2>/dev/null && sleep 5 && kill -KILL "$pid" 2>/dev/null
   ) 9>&- </dev/null >/dev/null 2>&1 &
   watchdog=$!
