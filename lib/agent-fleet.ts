@@ -6,6 +6,7 @@ import { AgentBackend, AgentBackendOptions, BackendEndpointType } from './backen
 import { tagEverywhere } from './core/cdk-compat';
 import { AgentFleetValidationError, PropsValidator } from './core/validation';
 import { ImdsEnforcementMode, Imdsv2Enforcement, Imdsv2EnforcementProps } from './imds/imdsv2-enforcement';
+import { AgentActivation } from './install/agent-activation';
 import { AgentInstallDocument, AgentInstallDocumentOptions } from './install/agent-install-document';
 import { AgentPackage, PackageFormat } from './install/agent-package';
 import { DEFAULT_TAG_KEY, TAG_KEY_ALLOWED } from './install/document-parameters';
@@ -204,6 +205,16 @@ export interface AgentFleetProps extends AgentFleetOptions {
    * The builds of the agent, at most one per format (RPM, DEB, MSI) and architecture.
    */
   readonly packages: AgentPackage[];
+
+  /**
+   * The step that activates the agent after it is installed, with secrets the instances read
+   * at run time (see `AgentActivation`). The roles that run the install document — instance
+   * roles given to `grantInstanceRole` and the Default Host Management role — may read exactly
+   * these secrets.
+   *
+   * @default - no activation
+   */
+  readonly activation?: AgentActivation;
 }
 
 /** The parts of a fleet, to know which ones can be built when some props are wrong. */
@@ -290,6 +301,7 @@ export class AgentFleet extends Construct {
         heartbeatInterval: props.backend?.heartbeatInterval ?? Duration.minutes(10),
         telemetryKey: telemetry?.encryptionKey,
       } : undefined,
+      activation: props.activation,
     }));
 
     if (enableAutoConfiguration && installDocument && telemetry) {
@@ -385,6 +397,7 @@ export class AgentFleet extends Construct {
       // grants, less the association output.
       role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore'));
       this.installDocument.grantPackageRead(role);
+      this.installDocument.grantActivationRead(role);
       this.telemetry.grantAgentWrite(role);
     }
     this.backend?.grantHeartbeat(role);
@@ -448,7 +461,7 @@ function functionNetwork(props: AgentFleetOptions, part: { vpc?: ec2.IVpc; vpcSu
 
 /** The install document's props come from the fleet's `packages`, `tagKey` and `installDocument`. */
 function documentProp(prop: string): string {
-  return prop.startsWith('packages') || prop === 'tagKey' ? prop : `installDocument.${prop}`;
+  return prop.startsWith('packages') || prop === 'tagKey' || prop.startsWith('activation') ? prop : `installDocument.${prop}`;
 }
 
 /** The names of the options given, to show in an error without rendering constructs. */

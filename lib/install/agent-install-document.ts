@@ -4,6 +4,9 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { AgentCompanionProps } from './agent-companion';
+import { activationId } from './activation-script';
+import { AgentActivation } from './agent-activation';
+import { grantActivationRead, validateActivation } from './activation-validation';
 import { AgentPackage, PackageFormat } from './agent-package';
 import { DistributorPackage } from './distributor-package';
 import { DEFAULT_TAG_KEY, TAG_KEY_ALLOWED, TAG_KEY_PATTERN } from './document-parameters';
@@ -74,6 +77,14 @@ export interface AgentInstallDocumentProps extends AgentInstallDocumentOptions {
    * @default - no companion (and one an earlier version installed is removed)
    */
   readonly companion?: AgentCompanionProps;
+
+  /**
+   * The step that activates the agent after it is installed (Linux), with secrets read on the
+   * instance. Adds `Reactivate` to the document's `action` values.
+   *
+   * @default - no activation
+   */
+  readonly activation?: AgentActivation;
 }
 
 /**
@@ -98,15 +109,20 @@ export class AgentInstallDocument extends Construct {
   /** The default of the document's `tagKey` parameter. */
   public readonly tagKey: string;
 
+  /** The agent's activation, if any. */
+  public readonly activation?: AgentActivation;
+
   constructor(scope: Construct, id: string, props: AgentInstallDocumentProps) {
     super(scope, id);
     validateProps(this, props);
 
     this.packages = [...props.packages];
     this.tagKey = props.tagKey ?? DEFAULT_TAG_KEY;
+    this.activation = props.activation;
     const healthWindowSeconds = props.healthCheckWindow?.toSeconds() ?? DEFAULT_HEALTH_WINDOW_SECONDS;
     const content = renderDocumentContent(this.packages, {
       tagKey: this.tagKey,
+      activation: props.activation ? { id: activationId(this, props.activation), activation: props.activation } : undefined,
       timeout: props.timeout ?? Duration.minutes(30),
       scriptSettings: {
         ...DEFAULT_SCRIPT_SETTINGS,
@@ -154,6 +170,17 @@ export class AgentInstallDocument extends Construct {
     return this.packages
       .map((pkg) => pkg.grantRead(grantee))
       .reduce((all, grant) => all.combine(grant), iam.Grant.drop(grantee, 'read agent packages'));
+  }
+
+  /**
+   * Lets a role that runs the document read the activation's secrets: the one read action on
+   * each secret, and its key only through Secrets Manager or Parameter Store for that secret.
+   * Nothing when the agent has no activation.
+   *
+   * @param grantee the instance role or the Default Host Management role
+   */
+  public grantActivationRead(grantee: iam.IGrantable): iam.Grant {
+    return grantActivationRead(this.activation, grantee);
   }
 }
 
@@ -284,6 +311,13 @@ function validateProps(scope: Construct, props: AgentInstallDocumentProps): void
   if (props.timeout !== undefined && !props.timeout.isUnresolved()) {
     const seconds = props.timeout.toSeconds({ integral: false });
     v.require(Number.isInteger(seconds) && seconds >= 60 && seconds <= 7200, 'timeout', props.timeout, 'whole seconds from 1 minute to 2 hours');
+  }
+  if (props.activation !== undefined) {
+    const timeout = props.timeout && !props.timeout.isUnresolved() ? props.timeout.toSeconds({ integral: false }) : 1800;
+    validateActivation(v, 'activation', props.activation, timeout);
+    const windows = props.packages.filter((p) => p.format === PackageFormat.MSI).length;
+    v.require(windows === 0, 'activation', `${windows} MSI packages`,
+      'Linux packages only: the Windows step does not run activations yet (activate Windows agents with their installer\'s own properties)');
   }
   if (props.healthCheckWindow !== undefined) {
     if (props.healthCheckWindow.isUnresolved()) {

@@ -8,6 +8,9 @@ import { SsmParameter } from './ssm-document-content';
 /** What a run of the document does. */
 export const ACTIONS = ['Install', 'Uninstall', 'Verify'] as const;
 
+/** What a run of a document whose agent has an activation can do besides. */
+export const REACTIVATE = 'Reactivate';
+
 /** The targeting modes the scripts know (AutoConfigurationMode's values). */
 export const MODES = ['ALL_INSTANCES', 'TAGGED_ONLY'] as const;
 
@@ -24,9 +27,15 @@ export const PROXY_URL_PATTERN = '^(https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?/
 /** GuardDuty's convention, used when the user names no key. */
 export const DEFAULT_TAG_KEY = 'SecurityAgentManaged';
 
-export function documentParameters(defaultTagKey: string): Record<string, SsmParameter> {
+export function documentParameters(defaultTagKey: string, activation = false): Record<string, SsmParameter> {
   return {
-    action: {
+    action: activation ? {
+      type: 'String',
+      description: 'Install (or upgrade to) the pinned version and activate the agent once, Uninstall it, Verify that it is installed and running, '
+        + 'or Reactivate: Install, then run the activation again (after a secret rotation).',
+      default: 'Install',
+      allowedValues: [...ACTIONS, REACTIVATE],
+    } : {
       type: 'String',
       description: 'Install (or upgrade to) the pinned version, Uninstall it, or Verify that it is installed and running.',
       default: 'Install',

@@ -1,4 +1,5 @@
 import { Duration } from 'aws-cdk-lib';
+import { RenderedActivation } from './activation-script';
 import { AgentPackage, PackageFormat } from './agent-package';
 import { DistributorPackage } from './distributor-package';
 import { documentParameters } from './document-parameters';
@@ -12,6 +13,8 @@ export interface DocumentContentOptions {
   readonly timeout: Duration;
   readonly scriptSettings?: ScriptSettings;
   readonly companion?: CompanionInstallSettings;
+  /** The agent's activation (Linux only). */
+  readonly activation?: RenderedActivation;
 }
 
 /** The content of an AgentInstallDocument, built from typed objects. */
@@ -28,7 +31,7 @@ export function renderDocumentContent(packages: AgentPackage[], options: Documen
       action: 'aws:runShellScript',
       name: 'manageAgentOnLinux',
       precondition: { StringEquals: ['platformType', 'Linux'] },
-      inputs: { timeoutSeconds, runCommand: renderLinuxScript(packages, settings, options.companion) },
+      inputs: { timeoutSeconds, runCommand: renderLinuxScript(packages, settings, options.companion, options.activation) },
     });
   }
   if (packages.some((p) => p.format === PackageFormat.MSI)) {
@@ -43,7 +46,7 @@ export function renderDocumentContent(packages: AgentPackage[], options: Documen
   return {
     schemaVersion: '2.2',
     description: `Installs, upgrades, verifies or uninstalls the host security agent (${versions}) from pinned, ${packages.some((p) => p.signingKey) ? 'SHA-256- or signature-verified' : 'SHA-256-verified'} packages, with rollback. Managed by cdk-agent-fleet.`,
-    parameters: documentParameters(options.tagKey),
+    parameters: documentParameters(options.tagKey, options.activation !== undefined),
     mainSteps: steps,
   };
 }

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { activationSettings, RenderedActivation } from './activation-script';
 import { AgentPackage, PackageFormat } from './agent-package';
 import { companionInstallSettings, CompanionInstallSettings } from './companion-script';
 import { parameterReference } from './ssm-document-content';
@@ -39,6 +40,11 @@ export interface ScriptSettings {
    * to, path-style. Empty: the bucket's regional AWS endpoint. Only tests set it.
    */
   readonly s3Endpoint?: string;
+  /**
+   * `https://host:port` of a stand-in for Secrets Manager and Parameter Store that the Linux
+   * script reads activation secrets from. Empty: the regional AWS endpoints. Only tests set it.
+   */
+  readonly awsEndpoint?: string;
 }
 
 /** The health window when the construct is given none: catches a crash within 30 s. */
@@ -90,7 +96,7 @@ function packageRegion(pkg: AgentPackage): string {
  * Single-quotes a value for bash and PowerShell alike. Validation keeps quotes out of
  * literal values; tokens are S3 bucket names and regions, which cannot contain one.
  */
-function quote(value: string): string {
+export function quote(value: string): string {
   if (!Token.isUnresolved(value) && /['\r\n]/.test(value)) {
     throw new Error(`cannot embed ${JSON.stringify(value)} in an install script`);
   }
@@ -131,11 +137,12 @@ export function scriptFragment(file: string): string[] {
   return readScript(file).filter((line) => !/^# shellcheck shell=/.test(line));
 }
 
-/** The aws:runShellScript lines: the Linux script with its settings header. */
+/** The aws:runShellScript lines: the Linux script with its settings header (and the companion's and activation's). */
 export function renderLinuxScript(
   packages: AgentPackage[],
   settings: ScriptSettings = DEFAULT_SCRIPT_SETTINGS,
   companion?: CompanionInstallSettings,
+  activation?: RenderedActivation,
 ): string[] {
   const linux = packages.filter((p) => p.format === PackageFormat.RPM || p.format === PackageFormat.DEB);
   const gate = packages.find((p) => p.format === PackageFormat.DISTRIBUTOR);
@@ -180,12 +187,14 @@ export function renderLinuxScript(
     '}',
     'readonly AGENT_ACTION AGENT_MODE AGENT_TAG_KEY AGENT_PROXY_URL AGENT_STATE_DIR AGENT_HEALTH_WINDOW AGENT_LOCK_WAIT AGENT_PM_WAIT AGENT_PACKAGES AGENT_S3_ENDPOINT',
     ...(companion ? companionInstallSettings(companion, quote) : []),
+    ...(activation ? [`AGENT_AWS_ENDPOINT=${quote(settings.awsEndpoint ?? '')}`, ...activationSettings(activation, quote)] : []),
     '# --- end of settings ---',
   ];
   const [shebang, ...body] = readScript('install-agent.sh');
-  // Functions only where something needs them: the document has 64 KB.
+  // Functions only where something needs them (the activation's a stub otherwise): the document has 64 KB.
   const fragments = ['aws-request.sh', 's3-download.sh', ...(keys.size > 0 ? ['package-signature.sh'] : []),
-    ...(gate ? ['distributor-gate.sh'] : []), ...(companion ? ['companion-install.sh'] : [])].flatMap(scriptFragment);
+    ...(gate ? ['distributor-gate.sh'] : []), ...(companion ? ['companion-install.sh'] : []),
+    ...(activation ? ['json-string.sh', 'activation.sh'] : ['activation-none.sh'])].flatMap(scriptFragment);
   return [shebang, ...header, ...fragments, ...body];
 }
 

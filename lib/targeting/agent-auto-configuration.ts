@@ -277,6 +277,7 @@ export class AgentAutoConfiguration extends Construct {
 
   private grantPackagesAndOutput(grantee: iam.IGrantable): void {
     this.document.grantPackageRead(grantee);
+    this.document.grantActivationRead(grantee);
     const bucket = this.outputBucket;
     if (!bucket) return;
     iam.Grant.addToPrincipalOrResource({

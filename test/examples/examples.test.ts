@@ -69,6 +69,19 @@ const scenarios: Record<string, (t: Template, assembly: cxapi.CloudAssembly) => 
     expect(document.Properties.Content.parameters.tagKey.default).toBe('GuardDutyManaged');
     t.hasResourceProperties('AWS::EC2::VPCEndpoint', { ServiceName: 'com.amazonaws.eu-west-1.guardduty-data', PrivateDnsEnabled: true });
   },
+  'trend-micro-workload-security.ts': (t) => {
+    // The activation is in the document by ARN; the role may read exactly those secrets.
+    const [document] = Object.values(t.findResources('AWS::SSM::Document')) as any[];
+    const script = JSON.stringify(document.Properties.Content);
+    expect(script).toContain('/opt/ds_agent/dsa_control');
+    expect(script).toContain('dsm://agents.workload.us-1.cloudone.trendmicro.com:443/');
+    expect(document.Properties.Content.parameters.action.allowedValues).toContain('Reactivate');
+  },
+  'crowdstrike-falcon.ts': (t) => {
+    const [document] = Object.values(t.findResources('AWS::SSM::Document')) as any[];
+    expect(JSON.stringify(document.Properties.Content)).toContain('--cid=');
+    expect(JSON.stringify(document.Properties.Content)).toContain('crowdstrike/cid-AbCdEf');
+  },
   'telemetry-store.ts': (t) => {
     t.hasResourceProperties('AWS::S3::Bucket', { LifecycleConfiguration: { Rules: Match.arrayWith([Match.objectLike({ ExpirationInDays: 90 })]) } });
   },

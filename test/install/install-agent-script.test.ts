@@ -51,7 +51,7 @@ describe('the Linux install script, run in a sandbox', () => {
 
     // THEN
     expect(run.status).toBe(0);
-    expect(run.result).toEqual({ action: 'Install', outcome: 'installed', version: '1.2.3-1', imdsVersion: 'v2', tag: 'absent' });
+    expect(run.result).toEqual({ action: 'Install', outcome: 'installed', version: '1.2.3-1', imdsVersion: 'v2', tag: 'absent', activation: 'none', activationExitCode: '' });
     expect(box.installedVersion('agent')).toBe('1.2.3-1');
     expect(box.serviceActive('agent')).toBe(true);
     expect(run.calls).toContainEqual(expect.stringMatching(/^curl GET https:\/\/downloads\.example\.com\/agent-1\.2\.3\.x86_64\.rpm proto==https /));
@@ -165,7 +165,7 @@ describe('the Linux install script, run in a sandbox', () => {
     const run = installed(box, [rpm()], { action: 'Uninstall' });
 
     expect(run.status).toBe(0);
-    expect(run.result).toEqual({ action: 'Uninstall', outcome: 'uninstalled', version: '', imdsVersion: 'v2', tag: 'false' });
+    expect(run.result).toEqual({ action: 'Uninstall', outcome: 'uninstalled', version: '', imdsVersion: 'v2', tag: 'false', activation: 'none', activationExitCode: '' });
     expect(run.calls).toEqual(expect.arrayContaining(['systemctl stop agent', 'rpm -e agent']));
     expect(box.installedVersion('agent')).toBeUndefined();
     expect(fs.existsSync(path.dirname(box.stateFile('agent', 'x')))).toBe(false);

@@ -111,6 +111,8 @@ describe('the Windows install script, read as a reviewer would (PowerShell canno
       .map((file) => fs.readFileSync(path.join(__dirname, '../../lib/install/scripts', file), 'utf8')).join('\n');
     const linuxCodes = new Map<string, Set<number>>();
     for (const [, word, code] of linux.matchAll(/\bfinish ([a-z-]+) (\d+)/g)) linuxCodes.set(word, new Set([...(linuxCodes.get(word) ?? []), Number(code)]));
+    // A successful Install ends through finish_installed (activation.sh), with status 0.
+    for (const [, word] of linux.matchAll(/\bfinish_installed ([a-z-]+)/g)) linuxCodes.set(word, new Set([...(linuxCodes.get(word) ?? []), 0]));
     expect(linuxCodes.size).toBeGreaterThan(10);
     const windows = finishCalls(script);
     for (const [word, code] of windows) {

@@ -266,7 +266,8 @@ export class Sandbox {
  * document's allowedValues / allowedPattern, as SSM does before a run starts.
  */
 export function interpolateParameters(lines: string[], given: Record<string, string>): string[] {
-  const parameters = documentParameters('SecurityAgentManaged');
+  // A script with an activation comes from a document whose action may also be Reactivate.
+  const parameters = documentParameters('SecurityAgentManaged', lines.some((line) => line.startsWith('ACTIVATION_ID=')));
   const values: Record<string, string> = {};
   for (const [name, parameter] of Object.entries(parameters)) {
     const value = given[name] ?? parameter.default;

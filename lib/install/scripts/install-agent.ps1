@@ -6,7 +6,8 @@
 # service check timing, the lock and Windows Installer waits, and $AgentPackages, the pinned MSI
 # packages by key (MSI_X86_64, MSI_ARM64), all validated at synth; then the S3 download functions.
 #
-# The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag.
+# The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag,
+# activation (always none here), activationExitCode.
 # Outcomes and exit statuses are those of install-agent.sh, plus reboot-required (exit 3010: SSM
 # restarts the instance and runs this step again, which then checks the service).
 Set-StrictMode -Version 3.0
@@ -38,6 +39,8 @@ function Finish([string] $Outcome, [int] $ExitCode) {
   $result = [ordered]@{
     action = $AgentAction; outcome = $Outcome; version = $version
     imdsVersion = $Script:ImdsVersion; tag = $Script:TagState
+    # The Windows step runs no activation (the construct refuses one with MSI packages).
+    activation = 'none'; activationExitCode = ''
   }
   Write-Output ($result | ConvertTo-Json -Compress)
   if ($Script:RunLock) { $Script:RunLock.ReleaseMutex(); $Script:RunLock.Dispose() }

@@ -14,7 +14,8 @@
 #       armored key) and, for DEB, _SIGNATURE (its detached signature); its _SHA256 and
 #       _VERSION may then be empty (package-signature.sh).
 #
-# The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag.
+# The last line of its output is one JSON object: action, outcome, version, imdsVersion, tag,
+# activation, activationExitCode (activation.sh).
 # Outcomes and exit statuses are listed in the README ("Install document outcomes").
 set -Eeuo pipefail
 umask 077
@@ -52,8 +53,9 @@ finish() {
   if [[ -z "$interrupted" ]] && declare -F companion_apply >/dev/null; then companion_apply "$1" || log "could not update the host companion"; fi
   if [[ -z "$format" ]]; then resolve_package 2>/dev/null || true; fi
   if [[ -n "$format" ]]; then version=$(installed_version) || version=''; fi
-  printf '{"action":"%s","outcome":"%s","version":"%s","imdsVersion":"%s","tag":"%s"}\n' \
-    "$AGENT_ACTION" "$1" "$version" "$imds_version" "$tag_state"
+  # shellcheck disable=SC2154 # activation_state, activation_exit_code: activation.sh
+  printf '{"action":"%s","outcome":"%s","version":"%s","imdsVersion":"%s","tag":"%s","activation":"%s","activationExitCode":"%s"}\n' \
+    "$AGENT_ACTION" "$1" "$version" "$imds_version" "$tag_state" "$activation_state" "$activation_exit_code"
   if [[ -n "${AGENT_GATE_SERVICE:-}" ]]; then gate_exit "$1" "$2"; fi
   exit "$2"
 }
@@ -559,10 +561,10 @@ install_pinned() {
 # (restart it, then reinstall the pinned version).
 check_and_repair() {
   local status=0
-  if service_healthy; then finish already-installed 0; fi
+  if service_healthy; then finish_installed already-installed; fi
   check_interrupt
   log "service $service_name is not healthy; restarting it"
-  if service_up; then finish repaired 0; fi
+  if service_up; then finish_installed repaired; fi
   check_interrupt
   if [[ -n "$keep_installed" ]]; then
     log "service $service_name did not stay up after a restart; the signed package is older than what is installed, so it is not reinstalled"
@@ -575,7 +577,7 @@ check_and_repair() {
   check_interrupt
   if ((status == 0)) && service_up; then
     keep_as_last_good "$workdir/agent.pkg"
-    finish repaired 0
+    finish_installed repaired
   fi
   check_interrupt
   log "service $service_name is still not healthy after reinstalling $package_version"
@@ -598,8 +600,8 @@ do_install() {
   fi
   fetch_package
   install_pinned
-  if [[ -n "$previous" ]]; then finish upgraded 0; fi
-  finish installed 0
+  if [[ -n "$previous" ]]; then finish_installed upgraded; fi
+  finish_installed installed
 }
 
 do_uninstall() {
@@ -660,7 +662,7 @@ main() {
   previous=$(installed_version) || previous=''
   way_back='' way_back_version=''
   case "$AGENT_ACTION" in
-    Install) do_install ;;
+    Install | Reactivate) do_install ;;
     Uninstall) do_uninstall ;;
     Verify) do_verify ;;
     *) finish invalid-action 1 ;;
