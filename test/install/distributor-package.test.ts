@@ -117,7 +117,7 @@ describe('vendor endpoints a package declares', () => {
 
   test('no package asks: no guardduty-data endpoint; one that exists already is not created again', () => {
     const stack = new Stack(new App(), 'Stack', { env: ENV });
-    const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', { vpcId: 'vpc-1', vpcCidrBlock: '10.0.0.0/16', availabilityZones: ['eu-west-1a'], isolatedSubnetIds: ['subnet-1'], isolatedSubnetRouteTableIds: ['rtb-1'] });
+    const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', { vpcId: 'vpc-0123456789abcdef0', vpcCidrBlock: '10.0.0.0/16', availabilityZones: ['eu-west-1a'], isolatedSubnetIds: ['subnet-0123456789abcdef0'], isolatedSubnetRouteTableIds: ['rtb-0123456789abcdef0'] });
     const plain = new AgentInstallDocument(stack, 'Plain', { packages: [guardDuty()] });
     const asking = new AgentInstallDocument(stack, 'Asking', { packages: [guardDuty({ vpcEndpoints: [AgentEndpointService.GUARDDUTY_DATA] })] });
     expect(new AgentVpcEndpoints(stack, 'A', { vpc, documents: [plain] }).guardDutyDataEndpoint).toBeUndefined();

@@ -10,7 +10,8 @@ const ENV = { account: '111122223333', region: 'eu-west-1' };
 function presetStack(props: GuardDutyRuntimeMonitoringFleetProps = {}) {
   const stack = new Stack(new App(), 'Stack', { env: ENV });
   const vpcs = ['A', 'B'].map((id) => ec2.Vpc.fromVpcAttributes(stack, id, {
-    vpcId: `vpc-${id}`, vpcCidrBlock: '10.0.0.0/16', availabilityZones: ['eu-west-1a'], isolatedSubnetIds: [`subnet-${id}`], isolatedSubnetRouteTableIds: [`rtb-${id}`],
+    vpcId: `vpc-0000000000000000${id.toLowerCase()}`, vpcCidrBlock: '10.0.0.0/16', availabilityZones: ['eu-west-1a'],
+    isolatedSubnetIds: [`subnet-0000000000000000${id.toLowerCase()}`], isolatedSubnetRouteTableIds: [`rtb-0000000000000000${id.toLowerCase()}`],
   }));
   const preset = new GuardDutyRuntimeMonitoringFleet(stack, 'GuardDuty', { vpcs, enableBackend: false, imds: { hopLimit: 1 }, ...props });
   return { stack, preset, template: Template.fromStack(stack) };
