@@ -12,7 +12,7 @@ import { scriptFragment } from './install-scripts';
  * carrying a second copy in the document, which is limited to 64 KB.
  */
 export const COMPANION_SHARED_FUNCTIONS = [
-  'aws_sha256', 'aws_hex', 'aws_hmac', 'aws_escapes', 'aws_imds_get', 'aws_json_field',
+  'aws_sha256', 'aws_hex', 'aws_hmac', 'aws_escapes', 'aws_imds_get', 'aws_imds_connect', 'aws_json_field',
   'aws_instance_profile_credentials', 'aws_forget_credentials', 'aws_sign_request', 's3_uri_encode',
 ] as const;
 

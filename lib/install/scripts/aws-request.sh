@@ -101,6 +101,31 @@ aws_shared_credentials() {
   aws_credentials_source="the Default Host Management credentials the SSM Agent shared ($file, profile $profile)"
 }
 
+# aws_imds_connect <token-ttl-seconds>: IMDSv2 first; IMDSv1 only when the token request fails
+# and the instance still answers v1 (imds_version says which; 'none' when neither answers). The
+# token never appears in an argument or the environment of any process: curl writes it to a
+# file and reads the header back from a 0600 file (`-H @file`).
+aws_imds_connect() {
+  local token
+  if curl -sf --noproxy '*' --connect-timeout 2 --max-time 5 -X PUT -o "$workdir/imds-token" \
+      -H "X-aws-ec2-metadata-token-ttl-seconds: $1" "$IMDS/latest/api/token" && [[ -s "$workdir/imds-token" ]]; then
+    token=$(<"$workdir/imds-token")
+    rm -f -- "$workdir/imds-token"
+    imds_header_file="$workdir/imds-header"
+    (umask 077 && printf 'X-aws-ec2-metadata-token: %s\n' "$token" >"$imds_header_file")
+    imds_version='v2'
+    return 0
+  fi
+  rm -f -- "$workdir/imds-token"
+  if [[ "$(aws_imds_get /latest/meta-data/instance-id /dev/null)" == '200' ]]; then
+    imds_version='v1'
+    log "the IMDSv2 token request failed; used IMDSv1, which this instance still allows. Require IMDSv2 (HttpTokens=required)."
+    return 0
+  fi
+  imds_version='none'
+  return 1
+}
+
 # GETs an instance metadata path into a file and prints the HTTP status (000 when unreachable).
 aws_imds_get() {
   local args=(-s --noproxy '*' --connect-timeout 2 --max-time 5 -o "$2" -w '%{http_code}')

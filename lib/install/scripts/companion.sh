@@ -20,8 +20,10 @@
 set -Eeuo pipefail
 umask 077
 
+# shellcheck disable=SC2034 # read by aws-request.sh
 IMDS=$COMPANION_IMDS
 imds_version='none'
+# shellcheck disable=SC2034 # set and read by aws-request.sh
 imds_header_file=''
 workdir=''
 state=''
@@ -83,27 +85,6 @@ schedule_backoff() {
     delay=$((10#$retry_after > 3600 ? 3600 : 10#$retry_after))
   fi
   printf '%s' "$(($(date +%s) + delay))" >"$state/next-due"
-}
-
-# IMDSv2 first; IMDSv1 only when the token request fails and the instance still answers v1
-# (reported in the heartbeat's imdsVersion). The token goes to curl from a 0600 file.
-imds_connect() {
-  local token
-  if curl -sf --noproxy '*' --connect-timeout 2 --max-time 5 -X PUT -o "$workdir/imds-token" \
-      -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$IMDS/latest/api/token" && [[ -s "$workdir/imds-token" ]]; then
-    token=$(<"$workdir/imds-token")
-    rm -f -- "$workdir/imds-token"
-    imds_header_file="$workdir/imds-header"
-    (umask 077 && printf 'X-aws-ec2-metadata-token: %s\n' "$token" >"$imds_header_file")
-    imds_version='v2'
-    return 0
-  fi
-  if [[ "$(aws_imds_get /latest/meta-data/instance-id /dev/null)" == '200' ]]; then
-    imds_version='v1'
-    log "the IMDSv2 token request failed; used IMDSv1, which this instance still allows. Require IMDSv2 (HttpTokens=required)."
-    return 0
-  fi
-  return 1
 }
 
 # Sets doc_<field> from the identity document; each value must match what the backend accepts.
@@ -222,7 +203,7 @@ heartbeat() {
   host=${COMPANION_URL#*://}
   host=${host%%/*}
   path=/${COMPANION_URL#*://*/}
-  if ! imds_connect || ! read_identity; then
+  if ! aws_imds_connect 60 || ! read_identity; then
     log "could not read the identity document from the instance metadata service"
     outcome='imds-unavailable'
     schedule_backoff

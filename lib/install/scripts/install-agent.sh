@@ -20,9 +20,11 @@
 set -Eeuo pipefail
 umask 077
 
+# shellcheck disable=SC2034 # read by aws-request.sh
 readonly IMDS='http://169.254.169.254'
 
 imds_version='none'
+# shellcheck disable=SC2034 # set and read by aws-request.sh
 imds_header_file=''
 tag_state='unknown'
 format=''
@@ -126,41 +128,10 @@ take_run_lock() {
   done
 }
 
-# IMDSv2 first; IMDSv1 only when the token request fails and the instance still answers v1.
-# The token never appears in an argument or the environment of any process: curl writes it
-# to a file and reads the header back from a 0600 file (`-H @file`).
-imds_connect() {
-  local token
-  if curl -sf --noproxy '*' --connect-timeout 2 --max-time 5 -X PUT -o "$workdir/imds-token" \
-      -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/latest/api/token" && [[ -s "$workdir/imds-token" ]]; then
-    token=$(<"$workdir/imds-token")
-    rm -f -- "$workdir/imds-token"
-    imds_header_file="$workdir/imds-header"
-    (umask 077 && printf 'X-aws-ec2-metadata-token: %s\n' "$token" >"$imds_header_file")
-    imds_version='v2'
-    return 0
-  fi
-  rm -f -- "$workdir/imds-token"
-  if curl -sf --noproxy '*' --connect-timeout 2 --max-time 5 -o /dev/null "$IMDS/latest/meta-data/instance-id"; then
-    imds_version='v1'
-    log "IMDSv2 token request failed; used IMDSv1, which this instance still allows. Require IMDSv2 (HttpTokens=required)."
-    return 0
-  fi
-  imds_version='none'
-  return 1
-}
-
-# Fetches an IMDS path into a file and prints the HTTP status (000 when unreachable).
-imds_get() {
-  local args=(-s --noproxy '*' --connect-timeout 2 --max-time 5 -o "$2" -w '%{http_code}')
-  if [[ -n "$imds_header_file" ]]; then args+=(-H "@$imds_header_file"); fi
-  curl "${args[@]}" "$IMDS$1" || true
-}
-
 # Sets tag_state to absent, true, false or misconfigured; fails when the tag cannot be read.
 read_tag() {
   local status value
-  status=$(imds_get "/latest/meta-data/tags/instance/$AGENT_TAG_KEY" "$workdir/tag")
+  status=$(aws_imds_get "/latest/meta-data/tags/instance/$AGENT_TAG_KEY" "$workdir/tag")
   case "$status" in
     200)
       value=$(<"$workdir/tag")
@@ -174,7 +145,7 @@ read_tag() {
       ;;
     404)
       tag_state='absent'
-      status=$(imds_get '/latest/meta-data/tags/instance' "$workdir/tags")
+      status=$(aws_imds_get '/latest/meta-data/tags/instance' "$workdir/tags")
       if [[ "$status" == '404' ]]; then
         log "no instance tags in the metadata service: either the instance has none, or metadata tags are off (InstanceMetadataTags=enabled), which hides exclusion tags"
       fi
@@ -635,7 +606,7 @@ main() {
   workdir=$(mktemp -d "$AGENT_STATE_DIR/work/run.XXXXXXXX")
   chmod 700 "$workdir"
 
-  if ! imds_connect; then
+  if ! aws_imds_connect 300; then
     log "the instance metadata service did not answer"
     if [[ "$AGENT_ACTION" != 'Uninstall' ]]; then finish imds-unavailable 10; fi
   elif ! read_tag; then
