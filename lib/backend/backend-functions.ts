@@ -44,6 +44,8 @@ export function createBackendFunction(backend: Construct, encryptionKey: kms.IKe
   deadLetterQueue?: sqs.IQueue;
   statements: iam.PolicyStatement[];
   wildcardReasons?: Record<string, string>;
+  /** The bundle to run and its export, when not `handlerName`'s own `handler`. */
+  bundle?: { name: string; entryPoint: string };
 }): { fn: lambda.Function; policy: iam.ManagedPolicy } {
   const logGroup = new logs.LogGroup(backend, `${id}Logs`, {
     retention: options.logRetention,
@@ -75,7 +77,8 @@ export function createBackendFunction(backend: Construct, encryptionKey: kms.IKe
 
   const fn = createHandlerFunction(backend, id, {
     area: 'backend',
-    handler: handlerName,
+    handler: options.bundle?.name ?? handlerName,
+    entryPoint: options.bundle?.entryPoint,
     description: options.description,
     role: role.withoutPolicyUpdates(),
     environment: options.environment,

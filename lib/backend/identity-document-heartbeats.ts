@@ -74,6 +74,7 @@ export function addIdentityHeartbeats(backend: Construct, args: {
   const stack = Stack.of(backend);
   const certificate = args.options.regionCertificate.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
   const fn = createBackendFunction(backend, args.encryptionKey, 'IdentityHeartbeat', 'identity-heartbeat', {
+    bundle: { name: 'heartbeat', entryPoint: 'identityHandler' },
     description: 'Heartbeats of instances without a role: verifies the signed identity document, binds it to the instance, registers the agent',
     environment: {
       ...args.environment,

@@ -23,6 +23,8 @@ export interface HandlerFunctionOptions {
   /** The area and name of the prebuilt bundle (`lib/<area>/handler/<handler>.ts`). */
   readonly area: string;
   readonly handler: string;
+  /** The bundle's export that Lambda calls (a bundle may serve two functions). Default: `handler`. */
+  readonly entryPoint?: string;
   readonly description: string;
   /** A role that takes no policy updates: every permission is in the caller's managed policy. */
   readonly role: iam.IRole;
@@ -64,7 +66,7 @@ export function createHandlerFunction(scope: Construct, id: string, options: Han
     description: options.description,
     runtime: HANDLER_RUNTIME,
     architecture: lambda.Architecture.ARM_64,
-    handler: 'index.handler',
+    handler: `index.${options.entryPoint ?? 'handler'}`,
     code: handlerCode(options.area, options.handler),
     role: options.role,
     environment: options.environment,

@@ -58,6 +58,8 @@ describe('identity-document heartbeats', () => {
     const auth = methods(t).map((m) => m.Properties.AuthorizationType).sort();
     expect(auth).toEqual(['AWS_IAM', 'NONE']);
     t.hasResourceProperties('AWS::ApiGateway::Resource', { PathPart: 'identity-heartbeat' });
+    // Its function runs the heartbeat bundle's identity-document export, never the role path's handler.
+    t.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.identityHandler', Description: Match.stringLikeRegexp('identity document') });
     const endpointId = stack.resolve(endpoint.vpcEndpointId);
     const policy = stack.resolve(Object.values(t.findResources('AWS::ApiGateway::RestApi'))[0]).Properties.Policy;
     expect(policy.Statement).toEqual(expect.arrayContaining([

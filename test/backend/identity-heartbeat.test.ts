@@ -7,7 +7,7 @@ import { DescribeInstancesCommand, DescribeTagsCommand, DescribeVpcEndpointsComm
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
-import { handler, resetForTests } from '../../lib/backend/handler/identity-heartbeat';
+import { handler, resetForTests } from '../../lib/backend/handler/shared/identity-heartbeat-handler';
 import { clock } from '../../lib/backend/handler/shared/clock';
 import { metricSink } from '../../lib/backend/handler/shared/emf';
 import { ACCOUNT, applyEnv, backendEnv, heartbeatEvent, INSTANCE, NOW, REGION, validBody } from './fixtures';

@@ -1,5 +1,5 @@
 /*
- * The identity-document path's real bundle (assets/backend/identity-heartbeat/index.js)
+ * The identity-document path in its real bundle (assets/backend/heartbeat/index.js, export identityHandler)
  * against dynalite (DynamoDB) and a loopback EC2 that answers DescribeInstances and
  * DescribeVpcEndpoints in EC2's own XML, so the SDK's real parsing of the fields the binding
  * reads (state, primary private address, VPC, type, image, instance profile) is exercised.
@@ -20,7 +20,7 @@ import { ACCOUNT, backendEnv, heartbeatEvent, REGION, validBody } from '../backe
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const dynalite = require('dynalite') as (options: { createTableMs?: number }) => Server;
 
-const BUNDLE = path.join(__dirname, '..', '..', 'assets', 'backend', 'identity-heartbeat', 'index.js');
+const BUNDLE = path.join(__dirname, '..', '..', 'assets', 'backend', 'heartbeat', 'index.js');
 const INSTANCE = 'i-0ddddddddddddddd4';
 const ENDPOINT = 'vpce-0a1b2c3d4e5f60718';
 const VPC = 'vpc-0123456789abcdef0';
@@ -72,7 +72,7 @@ let ddb: DynamoDBDocumentClient;
 let handler: (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>;
 
 beforeAll(async () => {
-  if (!fs.existsSync(BUNDLE)) throw new Error('assets/backend/identity-heartbeat/index.js is missing: run \'npm run bundle\' first');
+  if (!fs.existsSync(BUNDLE)) throw new Error('assets/backend/heartbeat/index.js is missing: run \'npm run bundle\' first');
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'identity-engines-'));
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'ca.key'), '-out', path.join(dir, 'ca.pem'),
     '-days', '30', '-subj', '/O=Test AWS'], { stdio: 'ignore' });
@@ -97,7 +97,7 @@ beforeAll(async () => {
     AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }], KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
   }));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  handler = require(BUNDLE).handler;
+  handler = require(BUNDLE).identityHandler;
   jest.spyOn(process.stdout, 'write').mockImplementation(() => true); // EMF lines
   jest.spyOn(console, 'warn').mockImplementation(() => undefined);
 });

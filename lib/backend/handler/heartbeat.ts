@@ -16,6 +16,9 @@ import { InstanceTagCache } from './shared/tags';
 
 export type { HeartbeatBody, HeartbeatOrigin };
 export { parseBody };
+// The identity-document path's function runs this bundle too (`index.identityHandler`): one
+// asset for both heartbeat paths, which share most of their code.
+export { handler as identityHandler } from './shared/identity-heartbeat-handler';
 
 const ec2 = new EC2Client({});
 

@@ -1,5 +1,6 @@
 /*
- * POST /v1/identity-heartbeat: the heartbeat of an instance that has no role to sign with,
+ * POST /v1/identity-heartbeat (exported by the heartbeat bundle as `identityHandler`, so both
+ * paths ship as one asset): the heartbeat of an instance that has no role to sign with,
  * authenticated by its signed identity document and bound to the instance by the network
  * (README: "Instances without a role"). Only on a PRIVATE API, only through the backend's
  * interface endpoints. In order, each step refusing with a 403 and a reason:
@@ -17,15 +18,15 @@
  */
 import { EC2Client } from '@aws-sdk/client-ec2';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { clock } from './shared/clock';
-import { BackendConfig, loadConfig } from './shared/config';
-import { putMetrics } from './shared/emf';
-import { HeartbeatOrigin, json, parseBody, recordAndAnswer, Rejected } from './shared/heartbeat-core';
+import { clock } from './clock';
+import { BackendConfig, loadConfig } from './config';
+import { putMetrics } from './emf';
+import { HeartbeatOrigin, json, parseBody, recordAndAnswer, Rejected } from './heartbeat-core';
 import {
   certificateKey, confirmSignedIdentity, IDENTITY_HEARTBEAT_SCHEMA, IdentityHeartbeatBody, MAX_IDENTITY_HEARTBEAT_BYTES, networkOrigin, verifySignedDocument,
-} from './shared/identity-document';
-import { Ec2UnavailableError, InstanceLookup } from './shared/instance-lookup';
-import { InstanceTagCache } from './shared/tags';
+} from './identity-document';
+import { Ec2UnavailableError, InstanceLookup } from './instance-lookup';
+import { InstanceTagCache } from './tags';
 
 const ec2 = new EC2Client({});
 
