@@ -46,6 +46,7 @@ export function activationSettings(activation: RenderedActivation, quote: (value
     `ACTIVATION_CHECK_CONTAINS=${quote(a.check?.outputContains ?? '')}`,
     `ACTIVATION_CHECK_LACKS=${quote(a.check?.outputLacks ?? '')}`,
     `ACTIVATION_TIMEOUT=${quote(String((a.timeout ?? DEFAULT_ACTIVATION_TIMEOUT).toSeconds()))}`,
+    `ACTIVATION_BEFORE_START=${quote(a.beforeServiceStart ? '1' : '')}`,
     '# shellcheck disable=SC2034 # read through ${!name} by setting',
     '{',
     '  :',

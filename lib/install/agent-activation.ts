@@ -302,4 +302,16 @@ export interface AgentActivation {
    * @default Duration.minutes(5)
    */
   readonly timeout?: Duration;
+
+  /**
+   * Run the activation after the package is installed and before the service is (re)started
+   * and health-checked: for agents whose service does not stay up until activated (a sensor
+   * that needs its customer id). A failed activation then ends the Install `activation-failed`
+   * with the package left installed and its service not health-checked; the next Install
+   * activates it and starts the service. After `Reactivate` the service is restarted, so that
+   * it reads what the activation set.
+   *
+   * @default false - the activation runs once the service has stayed up for the health window
+   */
+  readonly beforeServiceStart?: boolean;
 }

@@ -49,6 +49,10 @@ export interface CrowdStrikeFalconFleetProps extends AgentFleetOptions {
  * `falconctl` from a secret read on each instance at run time. Everything else is an
  * `AgentFleet` (exposed as `fleet`).
  *
+ * The CID is set after the package is installed and before the sensor's service is started
+ * and health-checked (`beforeServiceStart`): the sensor does not stay up without it. After
+ * `Reactivate` the sensor is restarted, as CrowdStrike's scripts do after setting the CID.
+ *
  * falconctl takes the CID only as an argument: it is visible in that one process's command
  * line while it runs (README, "Activation with secrets").
  */
@@ -73,6 +77,8 @@ export class CrowdStrikeFalconFleet extends Construct {
         ...(props.provisioningToken ? [ActivationArgument.secretValue(props.provisioningToken, { prefix: '--provisioning-token=' })] : []),
       ],
       check: { command: [FALCONCTL, '-g', '--cid'], outputContains: 'cid=', outputLacks: 'not set' },
+      // The sensor does not stay up without its CID: set it before the health-checked start.
+      beforeServiceStart: true,
     };
     const { agentName, customerId: _cid, provisioningToken: _token, ...options } = props;
     this.fleet = new AgentFleet(this, 'Fleet', { ...options, agentName: agentName ?? 'crowdstrike-falcon', activation: this.activation });

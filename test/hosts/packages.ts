@@ -23,6 +23,8 @@ export interface AgentBuild {
   readonly postinstStartsHelper?: boolean;
   /** The pre-removal script takes this long. */
   readonly prermSeconds?: number;
+  /** The daemon exits with 1 at once unless this file exists (an agent that must be activated first). */
+  readonly requiresFile?: string;
 }
 
 export interface BuiltPackage {
@@ -33,7 +35,8 @@ export interface BuiltPackage {
 
 function daemon(build: AgentBuild): string {
   const crash = build.crashAfterSeconds !== undefined ? `sleep ${build.crashAfterSeconds}\necho "crashing" >&2\nexit 1\n` : 'exec sleep infinity\n';
-  return `#!/bin/sh\n# test agent ${build.version}\n. /etc/${name(build)}/agent.conf\necho "agent ${build.version} started"\n${crash}`;
+  const required = build.requiresFile ? `if [ ! -e ${build.requiresFile} ]; then echo "not activated: no ${build.requiresFile}" >&2; exit 1; fi\n` : '';
+  return `#!/bin/sh\n# test agent ${build.version}\n. /etc/${name(build)}/agent.conf\n${required}echo "agent ${build.version} started"\n${crash}`;
 }
 
 function unit(build: AgentBuild): string {

@@ -61,6 +61,18 @@ describe('the document', () => {
     expect(JSON.stringify(doc)).not.toContain('secret_fetch');
   });
 
+  test('beforeServiceStart renders ACTIVATION_BEFORE_START (empty by default) and keeps the activation id', () => {
+    const rendered = [undefined, true].map((beforeServiceStart) => {
+      const { stack, activation } = parts();
+      new AgentInstallDocument(stack, 'Document', { packages: [deb()], activation: { ...activation, beforeServiceStart } });
+      const text = JSON.stringify(content(stack));
+      return { flag: text.match(/ACTIVATION_BEFORE_START='(1?)'/)![1], id: text.match(/ACTIVATION_ID='([0-9a-f]{64})'/)![1] };
+    });
+    expect(rendered.map((r) => r.flag)).toEqual(['', '1']);
+    // Only when the activation runs changes, not what it does: a recorded activation stays recorded.
+    expect(rendered[1].id).toBe(rendered[0].id);
+  });
+
   test('the activation id changes with the command, not between synths', () => {
     const ids = [0, 1, 2].map((i) => {
       const { stack, activation } = parts();

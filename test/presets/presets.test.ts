@@ -72,6 +72,8 @@ describe('CrowdStrikeFalconFleet', () => {
     expect(text).toContain("ACTIVATION_ARG_4_TEXT='--provisioning-token='");
     expect(text).toContain("ACTIVATION_CHECK_CONTAINS='cid='");
     expect(text).toContain("ACTIVATION_CHECK_LACKS='not set'");
+    // The sensor does not stay up without its CID: set before the health-checked start.
+    expect(text).toContain("ACTIVATION_BEFORE_START='1'");
   });
 
   test.each([

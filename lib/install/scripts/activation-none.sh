@@ -5,6 +5,8 @@
 activation_state='none'
 activation_exit_code=''
 
+activation_before_start() { :; }
+
 finish_installed() {
   finish "$1" 0
 }

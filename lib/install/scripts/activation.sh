@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2154,SC2034 # globals of install-agent.sh and of its settings header; download_pid and activation_exit_code are read there
 # Activates the agent after a successful Install (cdk-agent-fleet). Functions only: the renderer
 # inlines this file after aws-request.sh and json-string.sh; install-agent.sh ends every
-# successful Install with finish_installed.
+# successful Install with finish_installed, and calls activation_before_start before it starts
+# the service.
 #
 # Settings (rendered at synth, validated there):
 #   ACTIVATION_ID       a hash of the activation (command, secrets' ARNs, check), never of a
@@ -14,6 +15,7 @@
 #   ACTIVATION_CHECK_ARGC, ACTIVATION_CHECK_<i>, ACTIVATION_CHECK_CONTAINS, ACTIVATION_CHECK_LACKS
 #                       a command that tells whether the agent is activated already
 #   ACTIVATION_TIMEOUT  seconds the command may take
+#   ACTIVATION_BEFORE_START  1: activate before the service is (re)started and health-checked
 #   SECRET_<n>_SERVICE (secretsmanager or ssm), _ID (ARN), _REGION, _FIELD (a JSON key, or empty)
 #   AGENT_AWS_ENDPOINT  https://host of a stand-in for both services (tests only; empty: AWS)
 #
@@ -281,10 +283,10 @@ activation_forget() {
   activation_secrets=()
 }
 
-# After a successful Install (installed, upgraded, already-installed, repaired): activates the
-# agent when it was just installed or upgraded and is not activated yet, when the activation was
-# never recorded (or has changed since), and always on Reactivate. Then ends the run.
-finish_installed() {
+# Whether to activate, and activating (sets activation_state): always on Reactivate; after
+# already-installed or repaired only when the activation was never recorded (or has changed
+# since); otherwise unless the check says the agent is activated already.
+activation_settle() {
   local outcome=$1
   if [[ "$AGENT_ACTION" == 'Reactivate' ]]; then
     activation_run
@@ -296,6 +298,42 @@ finish_installed() {
     activation_state='already-activated'
   else
     activation_run
+  fi
+}
+
+# With ACTIVATION_BEFORE_START (an agent whose service does not stay up until activated): settles
+# the activation once a run, after the package is installed and before the service is (re)started
+# and health-checked. A failed activation ends the run activation-failed, the package left
+# installed and its service unchecked; the next Install activates it and starts the service.
+activation_before_start() {
+  [[ -n "${ACTIVATION_BEFORE_START:-}" && "$activation_state" == not-run ]] || return 0
+  activation_settle "$1"
+  case "$activation_state" in
+    failed | secret-unavailable)
+      changing=''
+      rm -f -- "$state_dir/pending"
+      finish activation-failed 24
+      ;;
+  esac
+  # A service the package started before it was activated may have hit systemd's start limit.
+  run_clean systemctl reset-failed "$service_name" >/dev/null 2>&1 || true
+}
+
+# After a successful Install (installed, upgraded, already-installed, repaired): settles the
+# activation unless activation_before_start has, then ends the run. An agent activated before
+# its service starts is restarted when activated here (it reads what was set at start).
+finish_installed() {
+  local outcome=$1
+  if [[ "$activation_state" == not-run ]]; then
+    activation_settle "$outcome"
+    if [[ -n "${ACTIVATION_BEFORE_START:-}" && "$activation_state" == activated ]]; then
+      log "restarting service $service_name, which reads its activation at start"
+      if ! service_up; then
+        check_interrupt
+        log "service $service_name did not stay up after the activation"
+        finish repair-failed 23
+      fi
+    fi
   fi
   case "$activation_state" in
     failed | secret-unavailable) finish activation-failed 24 ;;

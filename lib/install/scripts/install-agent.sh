@@ -519,6 +519,7 @@ install_pinned() {
   fi
   check_interrupt
   if ((status != 0)); then rollback "the package manager could not install $package_version"; fi
+  activation_before_start installed
   if ! service_up; then
     check_interrupt
     rollback "service $service_name did not stay up for ${AGENT_HEALTH_WINDOW}s"
@@ -534,6 +535,7 @@ check_and_repair() {
   local status=0
   if service_healthy; then finish_installed already-installed; fi
   check_interrupt
+  activation_before_start repaired
   log "service $service_name is not healthy; restarting it"
   if service_up; then finish_installed repaired; fi
   check_interrupt
