@@ -12,7 +12,7 @@ describe('DEB host, real dpkg and systemd', () => {
 
     const run = await host.runScript([agent]);
 
-    expect(run.result).toEqual({ action: 'Install', outcome: 'installed', version: '1.0.0-1', imdsVersion: 'v2', tag: 'absent' });
+    expect(run.result).toEqual({ action: 'Install', outcome: 'installed', version: '1.0.0-1', imdsVersion: 'v2', tag: 'absent', activation: 'none', activationExitCode: '' });
     expect(run.status).toBe(0);
     expect(host.installedVersion('test-agent')).toBe('1.0.0-1');
     expect(host.unit('test-agent').ActiveState).toBe('active');

@@ -71,10 +71,14 @@ function sha256(file: string): string {
 }
 
 let builds = 0;
+/**
+ * A fresh folder for one build. Unique across test files: jest loads this module anew for each
+ * file, so a counter alone would hand a later file an earlier file's folder, RPMS and all.
+ */
 function workDir(): string {
-  const dir = path.join(process.env.HOSTS_RUN_DIR!, 'packages', String(++builds));
-  fs.mkdirSync(dir, { recursive: true });
-  return dir;
+  const parent = path.join(process.env.HOSTS_RUN_DIR!, 'packages');
+  fs.mkdirSync(parent, { recursive: true });
+  return fs.mkdtempSync(path.join(parent, `${++builds}-`));
 }
 
 function write(file: string, content: string, mode = 0o644): void {
