@@ -220,5 +220,7 @@ export function renderWindowsScript(packages: AgentPackage[], settings: ScriptSe
     '}',
     '# --- end of settings ---',
   ];
-  return [...header, ...readScript('s3-download.ps1'), ...readScript('install-agent.ps1')];
+  // The S3 signer only where a package comes from S3: the document has 64 KB.
+  const s3 = msi.some((pkg) => pkg.url === undefined) ? readScript('s3-download.ps1') : [];
+  return [...header, ...s3, ...readScript('install-agent.ps1')];
 }

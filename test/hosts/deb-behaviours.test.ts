@@ -162,36 +162,68 @@ describe('going back (6) and signals (7)', () => {
     expect(host.unit('test-agent').ActiveState).toBe('active');
   });
 
-  test('7: SIGTERM while dpkg configures an upgrade: dpkg finishes, the upgrade is rolled back, the JSON line printed, temp files gone', async () => {
+  test.each([
+    ['the script', (pid: number) => `${pid}`],
+    ['its whole process group (a shutdown)', (pid: number) => `-- -${pid}`],
+  ])('7: SIGTERM to %s while dpkg configures an upgrade: dpkg finishes, the upgrade is rolled back, the JSON line printed, temp files gone', async (_to, target) => {
     host = await Host.boot();
     const v1 = declare(host, buildDeb({ version: '1.0.0-1' }), 'DEB', '1.0.0');
     const v2 = declare(host, buildDeb({ version: '2.0.0-1', postinstSeconds: 5 }), 'DEB', '2.0.0');
     expect(outcome(await host.runScript([v1]))).toMatchObject({ outcome: 'installed' });
+    // The marker v1's install left would send the signal before the upgrade starts.
+    host.exec('rm /run/test-agent-postinst-started');
 
     const upgrade = host.startScript([v2], { action: 'Install' });
     await host.waitForFile('/run/test-agent-postinst-started');
-    host.exec(`kill -TERM ${await upgrade.pid()}`);
+    host.exec(`kill -TERM ${target(await upgrade.pid())}`);
     const run = await upgrade.done;
 
     expect(outcome(run)).toMatchObject({ outcome: 'interrupted', version: '1.0.0-1' });
     expect(run.status).toBe(40);
+    expect(run.stderr).toContain('interrupted by SIGTERM; rolling back');
     expect(host.unit('test-agent').ActiveState).toBe('active');
     expect(host.exec('find / -xdev -name agent.pkg').stdout).toBe('');
   });
 
-  test('7: after SIGKILL, the next run removes what the killed run left', async () => {
+  test('7: TERM after TERM all through an upgrade: each run stops, rolls back what it changed and ends with its line', async () => {
+    host = await Host.boot();
+    const v1 = declare(host, buildDeb({ version: '1.0.0-1' }), 'DEB', '1.0.0');
+    const v2 = declare(host, buildDeb({ version: '2.0.0-1', postinstSeconds: 2 }), 'DEB', '2.0.0');
+    expect(outcome(await host.runScript([v1]))).toMatchObject({ outcome: 'installed' });
+
+    for (let round = 0; round < 3; round++) {
+      const upgrade = host.startScript([v2], { action: 'Install' });
+      const pid = await upgrade.pid();
+      // From the moment the run takes signals (before that, TERM ends any program): its work
+      // dir appears after that.
+      await host.waitForFile(`${STATE}/work/run.*`);
+      const storm = host.execAsync(`while kill -TERM ${pid} 2>/dev/null; do sleep 0.00${round + 1}; done`);
+      const run = await upgrade.done;
+      await storm;
+
+      expect(run.stderr).not.toContain('unexpected EOF');
+      expect(outcome(run)).toMatchObject({ outcome: 'interrupted', version: '1.0.0-1' });
+      expect(run.status).toBe(40);
+    }
+    expect(host.unit('test-agent').ActiveState).toBe('active');
+    expect(host.exec(`find ${STATE}/work -mindepth 1`).stdout).toBe('');
+  });
+
+  test('7: after SIGKILL to the process group (SSM Agent cancelling or timing out), the next run removes what the killed run left', async () => {
     host = await Host.boot();
     const agent = declare(host, buildDeb({ version: '1.0.0-1', postinstSeconds: 5 }), 'DEB', '1.0.0');
 
     const killed = host.startScript([agent], { action: 'Install' });
     await host.waitForFile('/run/test-agent-postinst-started');
-    host.exec(`kill -KILL ${await killed.pid()}`);
+    host.exec(`kill -KILL -- -${await killed.pid()}`);
     await killed.done;
     host.exec('while pgrep -x dpkg >/dev/null; do sleep 0.2; done');
 
+    expect(host.exec(`find ${STATE}/work -mindepth 1 -maxdepth 1`).stdout).not.toBe('');
     const next = await host.runScript([agent]);
     expect(outcome(next)).toMatchObject({ version: '1.0.0-1' });
     expect(host.exec('find / -xdev -name agent.pkg').stdout).toBe('');
+    expect(host.exec(`find ${STATE}/work -mindepth 1`).stdout).toBe('');
   });
 });
 

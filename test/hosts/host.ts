@@ -193,7 +193,8 @@ export class Host {
     const orchestration = `/var/lib/amazon/ssm/i-0123456789abcdef0/document/orchestration/run-${id}/manageAgentOnLinux`;
     const pidFile = `/mnt/test/runs/${id}/pid`;
     const command = `mkdir -p ${orchestration} && install -m 0700 /mnt/test/runs/${id}/_script.sh ${orchestration}/_script.sh`
-      + ` && cd ${orchestration} && exec /bin/sh -c 'echo $$ > ${pidFile}; exec "$0"' ${orchestration}/_script.sh`;
+      // The leader of its own process group, as SSM Agent starts it (Setpgid).
+      + ` && cd ${orchestration} && exec setsid -w /bin/sh -c 'echo $$ > ${pidFile}; exec "$0"' ${orchestration}/_script.sh`;
     const done = this.execAsync(command).then(({ status, stdout, stderr }): ScriptRun => {
       const last = stdout.trim().split('\n').pop() ?? '';
       let result: Record<string, string> | undefined;

@@ -11,6 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { App, Duration, Size, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import { interpolateParameters } from './sandbox';
 import { AgentFleet, AgentInstallDocument, AgentPackage, PackageFormat } from '../../lib';
 import { companionBody, companionBodyBase64 } from '../../lib/install/companion-script';
@@ -50,10 +51,21 @@ describe('the companion in the install document', () => {
     expect(JSON.stringify(documentContent(stack))).not.toContain('COMPANION_');
   });
 
-  test('beside a Windows step it does not fit: a synth error says so', () => {
+  test('beside a Windows step that downloads from S3 it does not fit: a synth error says so', () => {
     const stack = new Stack(new App(), 'S', { env: ENV });
-    expect(() => new AgentInstallDocument(stack, 'D', { packages: [...LINUX, pkg(PackageFormat.MSI)], companion: { heartbeatUrl: URL } }))
+    const msi = AgentPackage.fromBucket(s3.Bucket.fromBucketName(stack, 'B', 'agent-packages'), 'agent.msi', {
+      format: PackageFormat.MSI, architecture: ec2.InstanceArchitecture.X86_64, sha256: 'a'.repeat(64), version: '1.2.3', packageName: 'agent', serviceName: 'agentd',
+    });
+    expect(() => new AgentInstallDocument(stack, 'D', { packages: [...LINUX, msi], companion: { heartbeatUrl: URL } }))
       .toThrow(/companion.*a document of at most 65536 bytes/s);
+  });
+
+  test('beside a Windows step that downloads over https it fits: the S3 signer is left out of that step', () => {
+    const stack = new Stack(new App(), 'S', { env: ENV });
+    new AgentInstallDocument(stack, 'D', { packages: [...LINUX, pkg(PackageFormat.MSI)], companion: { heartbeatUrl: URL } });
+    const content = documentContent(stack);
+    expect(JSON.stringify(content).length).toBeLessThan(64 * 1024);
+    expect(content.mainSteps[1].inputs.runCommand.join('\n')).not.toContain('function Get-S3Object');
   });
 
   test.each([

@@ -55,7 +55,7 @@ describe('the Linux install script, run in a sandbox', () => {
     expect(box.installedVersion('agent')).toBe('1.2.3-1');
     expect(box.serviceActive('agent')).toBe(true);
     expect(run.calls).toContainEqual(expect.stringMatching(/^curl GET https:\/\/downloads\.example\.com\/agent-1\.2\.3\.x86_64\.rpm proto==https /));
-    expect(tmpDirOf(run)).toMatch(new RegExp(`^${box.dir}/state/work/run\\.[A-Za-z0-9]{8}$`));
+    expect(tmpDirOf(run)).toMatch(new RegExp(`^${box.dir}/state/work/run\\.[0-9]+$`));
     expect(fs.readFileSync(box.stateFile('agent', 'last-good.pkg'), 'utf8')).toBe(NEW);
     expect(fs.readFileSync(box.stateFile('agent', 'last-good.sha256'), 'utf8')).toBe(sha256(NEW));
     expect(fs.statSync(path.dirname(box.stateFile('agent', 'x'))).mode & 0o777).toBe(0o700);
@@ -354,3 +354,37 @@ function tmpDirOf(run: RunResult): string {
   const call = run.calls.find((c) => c.startsWith('rpm -U'))!;
   return path.dirname(call.split(' ').pop()!);
 }
+
+test('a state dir that cannot be made: failed (1), with the result line', () => {
+  const box = sandbox();
+  fs.rmSync(path.join(box.dir, 'state'), { recursive: true });
+  fs.writeFileSync(path.join(box.dir, 'state'), 'a file where the state dir belongs');
+
+  const run = installed(box, [rpm()]);
+
+  expect(run.status).toBe(1);
+  expect(run.result).toMatchObject({ outcome: 'failed', version: '' });
+  expect(run.stderr).toContain(`could not make the work dir ${box.dir}/state/work/run.`);
+});
+
+describe('TERM at any moment of a run', () => {
+  // bash 5.2 runs a pending trap from inside its parser, then cannot parse the trap ("trap:
+  // line 2: unexpected EOF while looking for matching `)'") and the run dies halfway.
+  test('every run ends with its line, or is ended by the signal before it has begun; bash never fails to run the trap', async () => {
+    const box = sandbox();
+    box.serve('agent-1.2.3.x86_64.rpm', NEW);
+    const seen = new Set<string>();
+    for (let ms = 0; ms < 60; ms++) {
+      const run = await box.runSignalled([rpm()], { action: 'Install' }, 'SIGTERM', ms);
+      expect(run.stderr).not.toMatch(/unexpected EOF|syntax error/);
+      if ('result' in run) {
+        expect(['interrupted', 'installed', 'already-installed']).toContain(run.result.outcome);
+        seen.add(run.result.outcome);
+      } else {
+        expect(run).toMatchObject({ status: null, signal: 'SIGTERM', stdout: '' });
+        seen.add('ended by the signal');
+      }
+    }
+    expect(seen).toContain('interrupted');
+  }, 120_000);
+});

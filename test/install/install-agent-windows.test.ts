@@ -5,7 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import { checkBrackets, finishCalls, functions, topLevel } from './powershell';
 import { AgentPackage, PackageFormat } from '../../lib';
 import { renderWindowsScript } from '../../lib/install/install-scripts';
@@ -14,7 +16,12 @@ const msi = AgentPackage.fromUrl('https://downloads.example.com/agent-1.2.3.msi'
   format: PackageFormat.MSI, architecture: ec2.InstanceArchitecture.X86_64,
   sha256: 'a'.repeat(64), version: '1.2.3', serviceName: 'agent', packageName: 'Security Agent',
 });
-const script = renderWindowsScript([msi]).join('\n');
+// One from S3 too, so the script carries the S3 signer (only then does it: the document has 64 KB).
+const fromS3 = AgentPackage.fromBucket(s3.Bucket.fromBucketName(new Stack(), 'B', 'agent-packages'), 'agent-arm64.msi', {
+  format: PackageFormat.MSI, architecture: ec2.InstanceArchitecture.ARM_64,
+  sha256: 'b'.repeat(64), version: '1.2.3', serviceName: 'agent', packageName: 'Security Agent',
+});
+const script = renderWindowsScript([msi, fromS3]).join('\n');
 const fns = functions(script);
 const top = topLevel(script);
 
@@ -45,6 +52,12 @@ describe('the Windows install script, read as a reviewer would (PowerShell canno
     const settings = new Set([...header.matchAll(/^\$(Agent[A-Za-z0-9]+) = /gm)].map((m) => m[1]));
     const read = new Set([...code.matchAll(/\$\{?(Agent[A-Za-z0-9]+)\b/g)].map((m) => m[1]));
     expect([...read].filter((name) => !settings.has(name))).toEqual([]);
+  });
+
+  test('without an S3 package there is no S3 signer, and only an s3:// source reaches Get-S3Object', () => {
+    const httpsOnly = renderWindowsScript([msi]).join('\n');
+    expect(httpsOnly).not.toMatch(/^function (Get-S3Object|Get-HmacSha256|Get-SharedCredentials)/m);
+    expect(body('Get-Package')).toMatch(/if \(\$source\.StartsWith\('s3:\/\/'\)\) \{\s+Get-S3Object/);
   });
 
   test('one run at a time: a named system mutex taken before anything is read or changed, held until the result line', () => {

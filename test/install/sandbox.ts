@@ -3,7 +3,7 @@
  * holding only stand-ins (curl with the instance metadata service behind it, aws, rpm,
  * dpkg, systemctl, uname, ...) and the few real tools the script uses.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -166,6 +166,14 @@ export interface RunResult {
   readonly calls: string[];
 }
 
+/** A run that printed no result line (a signal ended it, or it failed). */
+export interface RawRun {
+  readonly status: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
 export class Sandbox {
   public readonly dir: string;
 
@@ -224,6 +232,36 @@ export class Sandbox {
 
   /** Renders the script for `packages`, substitutes the parameters as SSM would, and runs it. */
   public run(packages: AgentPackage[], parameters: Record<string, string>): RunResult {
+    const script = this.writeScript(packages, parameters);
+    const run = spawnSync(which('bash'), [script], { env: this.env(), encoding: 'utf8', timeout: 20_000 });
+    return this.result(run.status, run.stdout, run.stderr);
+  }
+
+  /**
+   * Like run, but sends `signal` to the script `afterMs` after it started. Resolves to the run
+   * with its result line, or to the raw run when the script printed none.
+   */
+  public runSignalled(packages: AgentPackage[], parameters: Record<string, string>, signal: NodeJS.Signals, afterMs: number): Promise<RunResult | RawRun> {
+    const script = this.writeScript(packages, parameters);
+    return new Promise((resolve) => {
+      const child = spawn(which('bash'), [script], { env: this.env() });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => { stdout += d; });
+      child.stderr.on('data', (d) => { stderr += d; });
+      const timer = setTimeout(() => child.kill(signal), afterMs);
+      child.on('close', (status, killedBy) => {
+        clearTimeout(timer);
+        try {
+          resolve(this.result(status, stdout, stderr));
+        } catch {
+          resolve({ status, signal: killedBy, stdout, stderr });
+        }
+      });
+    });
+  }
+
+  private writeScript(packages: AgentPackage[], parameters: Record<string, string>): string {
     const lines = renderLinuxScript(packages, {
       linuxStateDir: path.join(this.dir, 'state'),
       serviceCheckAttempts: 3,
@@ -235,23 +273,26 @@ export class Sandbox {
     const script = path.join(this.dir, 'script.sh');
     fs.writeFileSync(script, interpolateParameters(lines, parameters).join('\n') + '\n', { mode: 0o700 });
     fs.writeFileSync(path.join(this.dir, 'calls.log'), '');
-    const run = spawnSync(which('bash'), [script], {
-      env: { PATH: path.join(this.dir, 'bin'), SANDBOX: this.dir, TMPDIR: path.join(this.dir, 'tmp'), HOME: this.dir },
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
-    const lastLine = run.stdout.trim().split('\n').pop() ?? '';
+    return script;
+  }
+
+  private env(): NodeJS.ProcessEnv {
+    return { PATH: path.join(this.dir, 'bin'), SANDBOX: this.dir, TMPDIR: path.join(this.dir, 'tmp'), HOME: this.dir };
+  }
+
+  private result(status: number | null, stdout: string, stderr: string): RunResult {
+    const lastLine = stdout.trim().split('\n').pop() ?? '';
     let result: Record<string, string>;
     try {
       result = JSON.parse(lastLine);
     } catch {
-      throw new Error(`no JSON result line; status ${run.status}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
+      throw new Error(`no JSON result line; status ${status}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
     }
     return {
-      status: run.status,
+      status,
       result,
-      stdout: run.stdout,
-      stderr: run.stderr,
+      stdout,
+      stderr,
       calls: fs.readFileSync(path.join(this.dir, 'calls.log'), 'utf8').split('\n').filter(Boolean),
     };
   }

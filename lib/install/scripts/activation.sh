@@ -157,10 +157,9 @@ activation_exec() {
     exec "$@"
   ) 9>&- <"$input" >"$out" 2>&1 &
   pid=$!
-  # download_pid is what TERM and INT stop (on_signal).
-  download_pid=$pid
+  stoppable "$pid"
   (
-    trap - ERR EXIT
+    trap - ERR EXIT TERM INT
     # One second at a time, so that stopping the watchdog leaves no long sleep behind.
     for ((waited = 0; waited < ACTIVATION_TIMEOUT; waited++)); do sleep 1; done
     # The tool and what it started (a vendor script's own children).
@@ -169,15 +168,10 @@ activation_exec() {
   ) 9>&- </dev/null >/dev/null 2>&1 &
   watchdog=$!
   wait "$pid" || status=$?
-  # A signal ends wait early; on_signal has stopped the command: wait for it to be gone.
-  while [[ -n "$interrupted" ]] && kill -0 "$pid" 2>/dev/null; do
-    status=0
-    wait "$pid" || status=$?
-  done
-  download_pid=''
+  stoppable ''
   kill "$watchdog" 2>/dev/null || true
   wait "$watchdog" 2>/dev/null || true
-  if ((status == 143 || status == 137)) && [[ -z "$interrupted" ]]; then status=124; fi
+  if ((status == 143 || status == 137)) && ! signalled; then status=124; fi
   activation_exec_status=$status
 }
 

@@ -52,7 +52,7 @@ finish() {
   finishing=1
   local version=''
   # The host companion comes and goes with the agent (companion-install.sh, when the document has it).
-  if [[ -z "$interrupted" ]] && declare -F companion_apply >/dev/null; then companion_apply "$1" || log "could not update the host companion"; fi
+  if ! signalled && declare -F companion_apply >/dev/null; then companion_apply "$1" || log "could not update the host companion"; fi
   if [[ -z "$format" ]]; then resolve_package 2>/dev/null || true; fi
   if [[ -n "$format" ]]; then version=$(installed_version) || version=''; fi
   # shellcheck disable=SC2154 # activation_state, activation_exit_code: activation.sh
@@ -62,34 +62,36 @@ finish() {
   exit "$2"
 }
 
+# The work dir is the supervisor's to remove (it may still write a signal's name there).
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   if [[ -n "$download_pid" ]]; then kill "$download_pid" 2>/dev/null || true; fi
-  if [[ -n "$workdir" ]]; then rm -rf -- "$workdir"; fi
 }
 
-# TERM and INT (SSM cancelling the command or ending it at its timeout) only set a flag: a
-# package manager that is running finishes first (bash runs the trap after it), then the run
-# stops at the next check_interrupt, rolling back what it changed, and still prints its line.
-# shellcheck disable=SC2317 # called by the TERM and INT traps
-on_signal() {
-  log "received SIG$1"
-  interrupted=$1
-  if [[ -n "$download_pid" ]]; then kill "$download_pid" 2>/dev/null || true; fi
+# TERM and INT (a shutdown, an operator; SSM itself cancels and times out with SIGKILL to the
+# process group) reach the supervisor, which leaves the signal's name in the work dir: a
+# package manager that is running finishes first, then the run stops at the next
+# check_interrupt, rolling back what it changed, and still prints its line.
+# signalled: true once that happened, with interrupted set to the signal's name.
+signalled() {
+  if [[ -z "$interrupted" && -s "$workdir/signal" ]]; then read -r interrupted <"$workdir/signal" || true; fi
+  [[ -n "$interrupted" ]]
+}
+
+# stoppable <pid>: the one background command (a download, an activation tool) the supervisor
+# stops at once on TERM or INT; stoppable '' when it has ended.
+stoppable() {
+  download_pid=$1
+  printf '%s\n' "$1" >"$workdir/stop"
 }
 
 check_interrupt() {
-  if [[ -z "$interrupted" || -n "$finishing" ]]; then return 0; fi
+  if [[ -n "$finishing" ]] || ! signalled; then return 0; fi
   if [[ -n "$changing" ]]; then
     rollback "interrupted by SIG$interrupted"
   fi
   finish interrupted 40
 }
-
-trap cleanup EXIT
-trap 'on_signal TERM' TERM
-trap 'on_signal INT' INT
-trap 'log "unexpected failure at line $LINENO"; finish failed 1' ERR
 
 # Package managers and systemctl run with nothing of this run: no lock descriptor, a fresh
 # environment, umask 022 and / as working directory, in a session of their own, so a daemon
@@ -97,6 +99,7 @@ trap 'log "unexpected failure at line $LINENO"; finish failed 1' ERR
 # does not stop a package manager halfway. Their output goes to the log (stderr).
 run_clean() {
   (
+    trap - TERM INT
     cd / && umask 022
     exec env -i PATH="$PATH" LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive setsid -w "$@"
   ) 9>&- </dev/null >&2
@@ -116,7 +119,7 @@ configure_proxy() {
 # file is never deleted (Uninstall removes only the agent's own state), and a lock taken on a
 # file that someone replaced meanwhile is let go and taken again.
 take_run_lock() {
-  local lock="$AGENT_STATE_DIR/.run.lock" deadline=$((SECONDS + AGENT_LOCK_WAIT))
+  local lock="$AGENT_STATE_DIR/.run.lock" deadline=$((SECONDS + AGENT_LOCK_WAIT)) held
   while :; do
     # Descriptor 9 holds the lock; everything that may outlive the run starts with it closed.
     exec 9>>"$lock"
@@ -124,7 +127,10 @@ take_run_lock() {
       log "another run held the run lock for ${AGENT_LOCK_WAIT}s"
       finish busy 14
     fi
-    if [[ "$(stat -L -c '%d:%i' "/proc/$$/fd/9")" == "$(stat -c '%d:%i' "$lock" 2>/dev/null)" ]]; then return 0; fi
+    # stat's own descriptor 9 is the one this shell holds.
+    held=$(stat -L -c '%d:%i' /proc/self/fd/9) || finish failed 1
+    if [[ "$held" == "$(stat -c '%d:%i' "$lock" 2>/dev/null)" ]]; then return 0; fi
+    if ((SECONDS >= deadline)); then finish busy 14; fi
   done
 }
 
@@ -370,7 +376,7 @@ service_healthy() {
     fi
     sleep 1
     waited=$((waited + 1))
-    if [[ -n "$interrupted" && -z "$finishing" ]]; then return 1; fi
+    if [[ -z "$finishing" ]] && signalled; then return 1; fi
   done
 }
 
@@ -405,10 +411,10 @@ sha256_of() {
 fetch_package() {
   local file="$workdir/agent.pkg" actual status=0
   if [[ -n "$fetched" ]]; then return 0; fi
-  (trap - ERR && download "$file") &
-  download_pid=$!
+  (trap - ERR TERM INT && download "$file") &
+  stoppable $!
   wait "$download_pid" || status=$?
-  download_pid=''
+  stoppable ''
   check_interrupt
   if ((status != 0)); then
     log "could not download the package"
@@ -475,25 +481,25 @@ rollback() {
     remove_package || status=$?
     if ((status != 0)); then log "could not remove the failed install of $package_name"; fi
     if ((status == 0)); then rm -f -- "$state_dir/pending"; fi
-    if [[ -n "$interrupted" ]]; then finish interrupted 40; fi
+    if signalled; then finish interrupted 40; fi
     if ((status == 0)); then finish rolled-back 20; fi
     finish rollback-failed 21
   fi
   if [[ -z "$way_back" ]]; then
     log "no copy of $previous to go back to; left as it is, and the next Install tries again"
-    if [[ -n "$interrupted" ]]; then finish interrupted 40; fi
+    if signalled; then finish interrupted 40; fi
     finish rollback-impossible 22
   fi
-  if install_file "$way_back" && { [[ -n "$interrupted" ]] || service_up; }; then
+  if install_file "$way_back" && { signalled || service_up; }; then
     rm -f -- "$state_dir/pending"
-    if [[ -n "$interrupted" ]]; then
+    if signalled; then
       run_clean systemctl restart "$service_name" || true
       finish interrupted 40
     fi
     log "went back to $way_back_version"
     finish rolled-back 20
   fi
-  if [[ -n "$interrupted" ]]; then finish interrupted 40; fi
+  if signalled; then finish interrupted 40; fi
   finish rollback-failed 21
 }
 
@@ -600,13 +606,17 @@ do_verify() {
 }
 
 main() {
+  local left
+  trap cleanup EXIT
+  trap 'log "unexpected failure at line $LINENO"; finish failed 1' ERR
   configure_proxy
-  install -d -m 700 -- "$AGENT_STATE_DIR" "$AGENT_STATE_DIR/work"
   take_run_lock
-  # Whatever a run killed with SIGKILL left behind; no other run is going on.
-  find "$AGENT_STATE_DIR/work" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +
-  workdir=$(mktemp -d "$AGENT_STATE_DIR/work/run.XXXXXXXX")
-  chmod 700 "$workdir"
+  # Whatever a run killed with SIGKILL left behind. No other run is going on; the work dirs
+  # of runs waiting for the lock are named after their supervisors, which are alive.
+  for left in "$AGENT_STATE_DIR"/work/*; do
+    if [[ "$left" == "$workdir" ]] || { [[ "$left" =~ /run\.([0-9]+)$ ]] && kill -0 "${BASH_REMATCH[1]}" 2>/dev/null; }; then continue; fi
+    rm -rf -- "$left"
+  done
 
   if ! aws_imds_connect 300; then
     log "the instance metadata service did not answer"
@@ -642,4 +652,51 @@ main() {
   esac
 }
 
-main
+# A trap bash has to run while it expands a `$( )` is run from inside its parser, which then
+# cannot parse it ("trap: line 2: unexpected EOF while looking for matching `)'", bash 5.2)
+# and the run dies halfway, without rolling back or printing its line. So the shell that does
+# the work traps no signal and ignores TERM and INT (what it starts gets them back); this
+# one, its parent, only waits for it, takes TERM and INT, and leaves the signal's name in the
+# work dir, where the run reads it at each check (signalled).
+# shellcheck disable=SC2317 # called by the TERM and INT traps
+pass_signal() {
+  local stop=''
+  signals=$((signals + 1)) signal_name=$1
+  if ((signals == 1)); then log "received SIG$1"; fi
+  # Before the work dir exists supervise writes the name; once the run has ended it is gone.
+  if [[ -z "$workdir" ]]; then return 0; fi
+  { printf '%s\n' "$1" >"$workdir/signal" && read -r stop <"$workdir/stop"; } 2>/dev/null || true
+  if [[ -n "$stop" ]]; then kill "$stop" 2>/dev/null || true; fi
+}
+
+supervise() {
+  local worker status seen dir
+  signals=0 signal_name=''
+  trap 'pass_signal TERM' TERM
+  trap 'pass_signal INT' INT
+  # Named after this process: a run that finds it knows it is in use while this one lives.
+  dir="$AGENT_STATE_DIR/work/run.$$"
+  if ! { install -d -m 700 -- "$AGENT_STATE_DIR" "$AGENT_STATE_DIR/work" && rm -rf -- "$dir" && install -d -m 700 -- "$dir"; }; then
+    log "could not make the work dir $dir"
+    finish failed 1
+  fi
+  workdir=$dir
+  if ((signals > 0)); then printf '%s\n' "$signal_name" >"$workdir/signal"; fi
+  (
+    trap '' TERM INT
+    main
+  ) &
+  worker=$!
+  # Each trap that runs ends wait early; bash keeps the worker's status for the next wait.
+  while :; do
+    seen=$signals status=0
+    wait "$worker" || status=$?
+    if ((signals == seen)); then break; fi
+  done
+  # The run is over: a signal now changes nothing, and must not write into what is removed.
+  trap '' TERM INT
+  rm -rf -- "$workdir"
+  exit "$status"
+}
+
+supervise
