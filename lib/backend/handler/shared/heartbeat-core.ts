@@ -18,19 +18,22 @@ import { validate } from './validate';
 
 const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
 
+/** The identity document fields a heartbeat reports (the signed document has privateIp too). */
+export interface IdentityDocumentFields {
+  readonly accountId: string;
+  readonly region: string;
+  readonly availabilityZone: string;
+  readonly instanceId: string;
+  readonly instanceType: string;
+  readonly imageId: string;
+  readonly architecture?: string;
+}
+
 /** A heartbeat body that passed the schema. */
 export interface HeartbeatBody {
   readonly agentVersion: string;
   readonly imdsVersion: 'v1' | 'v2';
-  readonly identityDocument: {
-    readonly accountId: string;
-    readonly region: string;
-    readonly availabilityZone: string;
-    readonly instanceId: string;
-    readonly instanceType: string;
-    readonly imageId: string;
-    readonly architecture?: string;
-  };
+  readonly identityDocument: IdentityDocumentFields;
   readonly sensors: Partial<Record<Sensor, { state: string; runId?: string; message?: string }>>;
   readonly agentService?: { state: typeof AGENT_SERVICE_STATES[number]; message?: string };
 }

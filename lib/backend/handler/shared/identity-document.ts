@@ -6,7 +6,7 @@
  */
 import { createPublicKey, KeyObject, verify, X509Certificate } from 'node:crypto';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
-import { HeartbeatBody, Rejected } from './heartbeat-core';
+import { HeartbeatBody, IdentityDocumentFields, Rejected } from './heartbeat-core';
 import { HEARTBEAT_SCHEMA, SchemaNode } from './heartbeat-schema';
 
 /** Largest identity-path body: a heartbeat (16 KiB) plus the document and its signature. */
@@ -39,14 +39,7 @@ export interface IdentityHeartbeatBody extends HeartbeatBody {
 }
 
 /** The fields of a verified identity document this backend relies on. */
-export interface SignedIdentity {
-  readonly accountId: string;
-  readonly region: string;
-  readonly availabilityZone: string;
-  readonly instanceId: string;
-  readonly instanceType: string;
-  readonly imageId: string;
-  readonly architecture?: string;
+export interface SignedIdentity extends IdentityDocumentFields {
   readonly privateIp: string;
 }
 
