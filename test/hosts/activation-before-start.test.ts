@@ -4,26 +4,19 @@
  * install and the health-checked start; without it the health check fails and the install
  * rolls back before the activation could run.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { declare } from './agent';
-import { Host, ScriptRun, TEST_SETTINGS } from './host';
+import { activationScript, bootWithActivation, ENV } from './activation-host';
+import { Host, ScriptRun } from './host';
 import { buildDeb } from './packages';
-import { PACKAGE_HOST } from './roots';
-import { ActivationArgument, ActivationSecret, AgentActivation, AgentPackage } from '../../lib';
-import { activationId } from '../../lib/install/activation-script';
-import { renderLinuxScript } from '../../lib/install/install-scripts';
-import { resolver } from '../helpers/iam-eval';
+import { ActivationArgument, ActivationSecret, AgentActivation } from '../../lib';
 
-const ENV = { account: '111122223333', region: 'us-east-1' };
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:falcon/cid-AbCdEf';
 const CID = '1234567890abcdef1234567890abcdef-12';
 const TOOL = '/opt/CrowdStrike/falconctl';
 /** What the fake falconctl writes and the fake sensor needs to stay up. */
 const CID_FILE = '/etc/test-agent/cid';
-const CREDENTIALS = { Code: 'Success', Type: 'AWS-HMAC', AccessKeyId: 'ASIAHOSTTEST', SecretAccessKey: 'host-test-secret-key', Token: 'host-test-session-token' };
 
 /** A fake falconctl: `-s -f --cid=<cid>` stores the CID (what the sensor reads at start) and counts its runs. */
 const FAKE_FALCONCTL = [
@@ -52,22 +45,8 @@ function falconActivation(beforeServiceStart: boolean): { stack: Stack; activati
   };
 }
 
-function script(packages: AgentPackage[], stack: Stack, activation: AgentActivation): string[] {
-  const { resolve } = resolver(ENV)({ Resources: {} });
-  const lines = renderLinuxScript(packages, { ...TEST_SETTINGS, awsEndpoint: `https://${PACKAGE_HOST}` }, undefined, { id: activationId(stack, activation), activation });
-  return lines.map((line) => resolve(stack.resolve(line)));
-}
-
-async function bootWithFalconctl(): Promise<Host> {
-  const booted = await Host.boot();
-  fs.writeFileSync(path.join(booted.share, 'role'), 'agent-instance-role');
-  fs.writeFileSync(path.join(booted.share, 'credentials.json'), JSON.stringify(CREDENTIALS));
-  fs.writeFileSync(path.join(booted.share, 'secrets.json'), JSON.stringify({ [SECRET_ARN]: { value: CID, version: 'v-1' } }));
-  const tool = path.join(booted.share, 'fake-falconctl');
-  fs.writeFileSync(tool, FAKE_FALCONCTL);
-  booted.put(tool, TOOL);
-  booted.exec(`chmod 755 ${TOOL}`);
-  return booted;
+function bootWithFalconctl(): Promise<Host> {
+  return bootWithActivation({ [SECRET_ARN]: { value: CID, version: 'v-1' } }, TOOL, FAKE_FALCONCTL);
 }
 
 describe('an agent whose service does not stay up until activated', () => {
@@ -75,7 +54,7 @@ describe('an agent whose service does not stay up until activated', () => {
     host = await bootWithFalconctl();
     const agent = declare(host, buildDeb({ version: '1.0.0-1', requiresFile: CID_FILE }), 'DEB', '1.0.0');
     const { stack, activation } = falconActivation(true);
-    const lines = script([agent], stack, activation);
+    const lines = activationScript([agent], stack, activation);
     const runs = (): number => Number(host!.exec('cat /root/tool.runs 2>/dev/null | wc -l').stdout.trim());
 
     // WHEN the activation fails: activation-failed, the package installed, no health check
@@ -97,7 +76,7 @@ describe('an agent whose service does not stay up until activated', () => {
     await host.dispose();
     host = await bootWithFalconctl();
     const fresh = declare(host, buildDeb({ version: '1.0.0-1', requiresFile: CID_FILE }), 'DEB', '1.0.0');
-    const freshLines = script([fresh], stack, activation);
+    const freshLines = activationScript([fresh], stack, activation);
     const installed = await host.runScript([], { action: 'Install' }, {}, freshLines);
     expect(outcome(installed)).toMatchObject({ outcome: 'installed', activation: 'activated', activationExitCode: '0' });
     expect(installed.status).toBe(0);
@@ -126,7 +105,7 @@ describe('an agent whose service does not stay up until activated', () => {
     host = await bootWithFalconctl();
     const agent = declare(host, buildDeb({ version: '1.0.0-1', requiresFile: CID_FILE }), 'DEB', '1.0.0');
     const { stack, activation } = falconActivation(false);
-    const run = await host.runScript([], { action: 'Install' }, {}, script([agent], stack, activation));
+    const run = await host.runScript([], { action: 'Install' }, {}, activationScript([agent], stack, activation));
     expect(outcome(run)).toMatchObject({ outcome: 'rolled-back', activation: 'not-run' });
     expect(run.status).toBe(20);
     expect(host.exec('test -e /root/tool.runs', { allowFailure: true }).status).not.toBe(0);

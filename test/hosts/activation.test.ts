@@ -12,15 +12,11 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { declare } from './agent';
-import { Host, ScriptRun, TEST_SETTINGS } from './host';
+import { activationScript, bootWithActivation, ENV } from './activation-host';
+import { Host, ScriptRun } from './host';
 import { buildDeb } from './packages';
-import { PACKAGE_HOST } from './roots';
-import { ActivationArgument, ActivationSecret, AgentActivation, AgentInstallDocument, AgentPackage } from '../../lib';
-import { activationId } from '../../lib/install/activation-script';
-import { renderLinuxScript } from '../../lib/install/install-scripts';
-import { resolver } from '../helpers/iam-eval';
+import { ActivationArgument, ActivationSecret, AgentActivation, AgentInstallDocument } from '../../lib';
 
-const ENV = { account: '111122223333', region: 'us-east-1' };
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:trend/tenant-AbCdEf';
 const PARAMETER_ARN = 'arn:aws:ssm:us-east-1:111122223333:parameter/trend/token';
 /** Odd on purpose: quotes, backslashes, shell syntax, a tab, non-ASCII, an astral character. */
@@ -29,7 +25,6 @@ const TOKEN = "tok'en\twith tab ✓ ;rm -rf / $HOME";
 const SECRETS = [TENANT, TOKEN];
 const TOOL = '/opt/ds_agent/dsa_control';
 const QUERY = '/opt/ds_agent/dsa_query';
-const CREDENTIALS = { Code: 'Success', Type: 'AWS-HMAC', AccessKeyId: 'ASIAHOSTTEST', SecretAccessKey: 'host-test-secret-key', Token: 'host-test-session-token' };
 
 /**
  * A fake vendor tool: records its arguments, standard input and environment, prints what it
@@ -81,26 +76,11 @@ function trendActivation(withCheck = false): { stack: Stack; activation: AgentAc
   };
 }
 
-/** The rendered script, its tokens (the partition in parameter ARNs) resolved as CloudFormation would. */
-function script(packages: AgentPackage[], stack: Stack, activation: AgentActivation): string[] {
-  const { resolve } = resolver(ENV)({ Resources: {} });
-  const lines = renderLinuxScript(packages, { ...TEST_SETTINGS, awsEndpoint: `https://${PACKAGE_HOST}` }, undefined, { id: activationId(stack, activation), activation });
-  return lines.map((line) => resolve(stack.resolve(line)));
-}
-
 async function bootWithSecrets(): Promise<Host> {
-  const booted = await Host.boot();
-  fs.writeFileSync(path.join(booted.share, 'role'), 'agent-instance-role');
-  fs.writeFileSync(path.join(booted.share, 'credentials.json'), JSON.stringify(CREDENTIALS));
-  fs.writeFileSync(path.join(booted.share, 'secrets.json'), JSON.stringify({
+  return bootWithActivation({
     [SECRET_ARN]: { value: JSON.stringify({ tenantId: TENANT, other: 'not this one' }), version: 'v-1' },
     [PARAMETER_ARN]: { value: TOKEN, version: '3' },
-  }));
-  const tool = path.join(booted.share, 'fake-tool');
-  fs.writeFileSync(tool, FAKE_TOOL);
-  booted.put(tool, TOOL);
-  booted.exec(`chmod 755 ${TOOL}`);
-  return booted;
+  }, TOOL, FAKE_TOOL);
 }
 
 interface Sighting { readonly pid: number; readonly where: 'cmdline' | 'environ'; readonly argv: string[] }
@@ -166,7 +146,7 @@ describe('a Trend-style activation with secrets', () => {
     host = await bootWithSecrets();
     const agent = declare(host, buildDeb({ version: '1.0.0-1' }), 'DEB', '1.0.0');
     const { stack, activation } = trendActivation();
-    const lines = script([agent], stack, activation);
+    const lines = activationScript([agent], stack, activation);
 
     const { run, sightings, scans } = await runWatched(host, lines);
 
@@ -213,7 +193,7 @@ describe('once, again on request, and its own outcome', () => {
     host = await bootWithSecrets();
     const agent = declare(host, buildDeb({ version: '1.0.0-1' }), 'DEB', '1.0.0');
     const { stack, activation } = trendActivation();
-    const lines = script([agent], stack, activation);
+    const lines = activationScript([agent], stack, activation);
     host.exec('echo 0 > /etc/fake-activation-sleep && echo 3 > /etc/fake-activation-exit');
     const runs = (): number => Number(host!.exec('cat /root/tool.runs 2>/dev/null | wc -l').stdout.trim());
 
@@ -263,7 +243,7 @@ describe('once, again on request, and its own outcome', () => {
       [SECRET_ARN]: { value: JSON.stringify({ tenantId: TENANT }) }, [PARAMETER_ARN]: { value: TOKEN },
     }));
     host.exec('echo 60 > /etc/fake-activation-sleep');
-    const hanging = await host.runScript([], { action: 'Reactivate' }, {}, script([agent], stack, { ...activation, timeout: Duration.seconds(10) }));
+    const hanging = await host.runScript([], { action: 'Reactivate' }, {}, activationScript([agent], stack, { ...activation, timeout: Duration.seconds(10) }));
     expect(outcome(hanging)).toMatchObject({ outcome: 'activation-failed', activation: 'failed', activationExitCode: '124' });
     expect(hanging.stderr).toContain('the activation command did not finish within 10s');
     expect(host.exec("pgrep -fx 'sleep 60' || true").stdout.trim()).toBe('');
@@ -278,7 +258,7 @@ describe('once, again on request, and its own outcome', () => {
       stdin: tenant,
       check: { command: [QUERY, '-c', 'GetAgentStatus'], outputLacks: 'agentCertHash: D0:68:DE' },
     };
-    const lines = script([agent], stack, activation);
+    const lines = activationScript([agent], stack, activation);
     // A fake dsa_query: not activated until the tool has run once.
     const query = path.join(host.share, 'fake-query');
     fs.writeFileSync(query, '#!/bin/sh\nif [ -f /root/tool.runs ]; then echo "agentCertHash: 4A:11"; else echo "agentCertHash: D0:68:DE:48"; fi\n');
