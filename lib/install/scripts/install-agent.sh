@@ -82,7 +82,9 @@ signalled() {
 # stops at once on TERM or INT; stoppable '' when it has ended.
 stoppable() {
   download_pid=$1
-  printf '%s\n' "$1" >"$workdir/stop"
+  # Replaced in one step: the supervisor never reads it half written.
+  printf '%s\n' "$1" >"$workdir/stop.new"
+  mv -f -- "$workdir/stop.new" "$workdir/stop"
 }
 
 check_interrupt() {
@@ -665,7 +667,9 @@ pass_signal() {
   if ((signals == 1)); then log "received SIG$1"; fi
   # Before the work dir exists supervise writes the name; once the run has ended it is gone.
   if [[ -z "$workdir" ]]; then return 0; fi
-  { printf '%s\n' "$1" >"$workdir/signal" && read -r stop <"$workdir/stop"; } 2>/dev/null || true
+  # Written once: rewriting it would empty it for a moment, and the run could miss it then.
+  if [[ ! -e "$workdir/signal" ]]; then { printf '%s\n' "$1" >"$workdir/signal"; } 2>/dev/null || true; fi
+  { read -r stop <"$workdir/stop"; } 2>/dev/null || true
   if [[ -n "$stop" ]]; then kill "$stop" 2>/dev/null || true; fi
 }
 
