@@ -8,7 +8,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { declare } from './agent';
 import { activationScript, bootWithActivation, ENV } from './activation-host';
-import { Host, ScriptRun } from './host';
+import { Host, outcome } from './host';
 import { buildDeb } from './packages';
 import { ActivationArgument, ActivationSecret, AgentActivation } from '../../lib';
 
@@ -28,10 +28,6 @@ const FAKE_FALCONCTL = [
 
 let host: Host | undefined;
 afterEach(async () => { await host?.dispose(); host = undefined; });
-
-function outcome(run: ScriptRun): Record<string, string> | string {
-  return run.result ?? `no JSON line (status ${run.status})\n${run.stdout}\n${run.stderr}`;
-}
 
 function falconActivation(beforeServiceStart: boolean): { stack: Stack; activation: AgentActivation } {
   const stack = new Stack(new App(), 'Stack', { env: ENV });

@@ -13,7 +13,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { declare } from './agent';
 import { activationScript, bootWithActivation, ENV } from './activation-host';
-import { Host, ScriptRun } from './host';
+import { Host, outcome, ScriptRun } from './host';
 import { buildDeb } from './packages';
 import { ActivationArgument, ActivationSecret, AgentActivation, AgentInstallDocument } from '../../lib';
 
@@ -46,10 +46,6 @@ const FAKE_TOOL = [
 
 let host: Host | undefined;
 afterEach(async () => { await host?.dispose(); host = undefined; });
-
-function outcome(run: ScriptRun): Record<string, string> | string {
-  return run.result ?? `no JSON line (status ${run.status})\n${run.stdout}\n${run.stderr}`;
-}
 
 function secrets() {
   const stack = new Stack(new App(), 'Stack', { env: ENV });

@@ -3,7 +3,7 @@
  * Each of these tests fails on the script before the fix (see the README, "Real-host tests").
  */
 import { declare } from './agent';
-import { Host, ScriptRun } from './host';
+import { Host, outcome } from './host';
 import { buildDeb } from './packages';
 import { DEFAULT_HEALTH_WINDOW_SECONDS } from '../../lib/install/install-scripts';
 
@@ -11,11 +11,6 @@ let host: Host | undefined;
 afterEach(async () => { await host?.dispose(); host = undefined; });
 
 const STATE = '/var/lib/cdk-agent-fleet';
-
-/** The result line, with the log attached when it is not what the test expects. */
-function outcome(run: ScriptRun): Record<string, string> | string {
-  return run.result ?? `no JSON line (status ${run.status})\n${run.stdout}\n${run.stderr}`;
-}
 
 describe('the run lock and what reaches the agent (1, 2)', () => {
   test('1: the run lock outlives Uninstall: a run started after it waits for the run that was queued behind it', async () => {

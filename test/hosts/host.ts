@@ -275,3 +275,8 @@ function readChildren(pid: number): number[] {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** The result line, with the log attached when it is not what the test expects. */
+export function outcome(run: ScriptRun): Record<string, string> | string {
+  return run.result ?? `no JSON line (status ${run.status})\n${run.stdout}\n${run.stderr}`;
+}

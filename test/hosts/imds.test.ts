@@ -3,15 +3,11 @@
  * IMDSv1 only, a token request that hangs, no metadata service, tags on and off.
  */
 import { declare } from './agent';
-import { Host, ScriptRun } from './host';
+import { Host, outcome } from './host';
 import { buildDeb } from './packages';
 
 let host: Host | undefined;
 afterAll(async () => { await host?.dispose(); });
-
-function outcome(run: ScriptRun): Record<string, string> | string {
-  return run.result ?? `no JSON line (status ${run.status})\n${run.stdout}\n${run.stderr}`;
-}
 
 test('IMDS modes and tags decide whether the agent is managed; nothing is installed when it is not', async () => {
   host = await Host.boot({ imds: 'v2' });

@@ -3,15 +3,11 @@
  * RPM_HOST_SETUP), under real systemd.
  */
 import { declare } from './agent';
-import { Host, ScriptRun } from './host';
+import { Host, outcome } from './host';
 import { buildRpm } from './packages';
 
 let host: Host | undefined;
 afterEach(async () => { await host?.dispose(); host = undefined; });
-
-function outcome(run: ScriptRun): Record<string, string> | string {
-  return run.result ?? `no JSON line (status ${run.status})\n${run.stdout}\n${run.stderr}`;
-}
 
 describe('RPM host, real rpm and systemd', () => {
   test('5: a version with an epoch (1:7.0.0) installs once; the next Install and Verify match it without a download', async () => {

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { Host, ScriptRun, TEST_SETTINGS } from './host';
+import { Host, outcome, TEST_SETTINGS } from './host';
 import { buildDeb, buildRpm, BuiltPackage } from './packages';
 import { PACKAGE_HOST } from './roots';
 import { AgentPackage, PackageFormat, PackageSigningKey } from '../../lib';
@@ -26,10 +26,6 @@ beforeAll(() => {
 });
 afterAll(() => signer.dispose());
 afterEach(async () => { await host?.dispose(); host = undefined; });
-
-function outcome(run: ScriptRun): Record<string, string> | string {
-  return run.result ?? `no JSON line (status ${run.status})\n${run.stdout}\n${run.stderr}`;
-}
 
 function keyFile(email: string): string {
   const file = path.join(process.env.HOSTS_RUN_DIR!, `${email}.asc`);
