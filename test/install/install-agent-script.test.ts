@@ -387,4 +387,18 @@ describe('TERM at any moment of a run', () => {
     }
     expect(seen).toContain('interrupted');
   }, 120_000);
+
+  // The old supervisor trapped every TERM: under a flood bash ran traps inside traps until it
+  // crashed (139), a signal taken just before a trap ended its wait early (143), or a wait it
+  // ended just as the run exited lost the run's status (255).
+  test('a flood of TERM: each run rolls back and ends interrupted (40) with its line', async () => {
+    const box = sandbox();
+    box.serve('agent-1.2.3.x86_64.rpm', NEW);
+    for (let round = 0; round < 8; round++) {
+      const run = await box.runStormed([rpm()], { action: 'Install' });
+      expect(run.stderr).not.toMatch(/unexpected EOF|syntax error|Segmentation/);
+      expect(run).toMatchObject({ status: 40, result: { outcome: 'interrupted' } });
+    }
+    expect(fs.readdirSync(path.join(box.dir, 'state', 'work'))).toEqual([]);
+  }, 120_000);
 });

@@ -3,7 +3,7 @@
  * holding only stand-ins (curl with the instance metadata service behind it, aws, rpm,
  * dpkg, systemctl, uname, ...) and the few real tools the script uses.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -242,6 +242,26 @@ export class Sandbox {
    * with its result line, or to the raw run when the script printed none.
    */
   public runSignalled(packages: AgentPackage[], parameters: Record<string, string>, signal: NodeJS.Signals, afterMs: number): Promise<RunResult | RawRun> {
+    return this.spawnScript(packages, parameters, (child) => {
+      const timer = setTimeout(() => child.kill(signal), afterMs);
+      return () => clearTimeout(timer);
+    });
+  }
+
+  /**
+   * Like run, but from the moment the script takes signals (its work dir is there) until it
+   * ends, sends it SIGTERM as fast as a shell loop can.
+   */
+  public runStormed(packages: AgentPackage[], parameters: Record<string, string>): Promise<RunResult | RawRun> {
+    const work = path.join(this.dir, 'state', 'work');
+    return this.spawnScript(packages, parameters, (child) => {
+      const storm = spawn(which('bash'), ['-c', `until compgen -G '${work}/run.*' >/dev/null; do :; done; while kill -TERM ${child.pid} 2>/dev/null; do :; done`], { stdio: 'ignore' });
+      return () => storm.kill('SIGKILL');
+    });
+  }
+
+  /** Runs the script; `during` starts what happens to it while it runs and returns how to stop that. */
+  private spawnScript(packages: AgentPackage[], parameters: Record<string, string>, during: (child: ChildProcess) => () => void): Promise<RunResult | RawRun> {
     const script = this.writeScript(packages, parameters);
     return new Promise((resolve) => {
       const child = spawn(which('bash'), [script], { env: this.env() });
@@ -249,9 +269,9 @@ export class Sandbox {
       let stderr = '';
       child.stdout.on('data', (d) => { stdout += d; });
       child.stderr.on('data', (d) => { stderr += d; });
-      const timer = setTimeout(() => child.kill(signal), afterMs);
+      const stop = during(child);
       child.on('close', (status, killedBy) => {
-        clearTimeout(timer);
+        stop();
         try {
           resolve(this.result(status, stdout, stderr));
         } catch {

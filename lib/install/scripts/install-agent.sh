@@ -62,10 +62,13 @@ finish() {
   exit "$2"
 }
 
-# The work dir is the supervisor's to remove (it may still write a signal's name there).
+# The work dir is the supervisor's to remove (it may still write a signal's name there); the
+# run leaves its exit status there for the supervisor (see supervise).
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
+  local status=$?
   if [[ -n "$download_pid" ]]; then kill "$download_pid" 2>/dev/null || true; fi
+  { printf '%s\n' "$status" >"$workdir/status.new" && mv -f -- "$workdir/status.new" "$workdir/status"; } 2>/dev/null || true
 }
 
 # TERM and INT (a shutdown, an operator; SSM itself cancels and times out with SIGKILL to the
@@ -85,6 +88,8 @@ stoppable() {
   # Replaced in one step: the supervisor never reads it half written.
   printf '%s\n' "$1" >"$workdir/stop.new"
   mv -f -- "$workdir/stop.new" "$workdir/stop"
+  # A signal the supervisor took before the file was there: it could not stop this one.
+  if [[ -n "$1" ]] && signalled; then kill "$1" 2>/dev/null || true; fi
 }
 
 check_interrupt() {
@@ -660,22 +665,25 @@ main() {
 # the work traps no signal and ignores TERM and INT (what it starts gets them back); this
 # one, its parent, only waits for it, takes TERM and INT, and leaves the signal's name in the
 # work dir, where the run reads it at each check (signalled).
+# The first signal is all the run needs, and a flood of them makes bash 5.2 run traps inside
+# traps until it crashes: the supervisor ignores the ones that follow.
 # shellcheck disable=SC2317 # called by the TERM and INT traps
 pass_signal() {
   local stop=''
-  signals=$((signals + 1)) signal_name=$1
-  if ((signals == 1)); then log "received SIG$1"; fi
+  trap '' TERM INT
+  signal_name=$1
+  log "received SIG$1"
   # Before the work dir exists supervise writes the name; once the run has ended it is gone.
   if [[ -z "$workdir" ]]; then return 0; fi
-  # Written once: rewriting it would empty it for a moment, and the run could miss it then.
-  if [[ ! -e "$workdir/signal" ]]; then { printf '%s\n' "$1" >"$workdir/signal"; } 2>/dev/null || true; fi
+  { printf '%s\n' "$1" >"$workdir/signal"; } 2>/dev/null || true
+  # What the run started before it could see the name (stoppable checks it after, for what it starts after).
   { read -r stop <"$workdir/stop"; } 2>/dev/null || true
   if [[ -n "$stop" ]]; then kill "$stop" 2>/dev/null || true; fi
 }
 
 supervise() {
-  local worker status seen dir
-  signals=0 signal_name=''
+  local worker status dir
+  signal_name=''
   trap 'pass_signal TERM' TERM
   trap 'pass_signal INT' INT
   # Named after this process: a run that finds it knows it is in use while this one lives.
@@ -685,20 +693,24 @@ supervise() {
     finish failed 1
   fi
   workdir=$dir
-  if ((signals > 0)); then printf '%s\n' "$signal_name" >"$workdir/signal"; fi
+  if [[ -n "$signal_name" ]]; then printf '%s\n' "$signal_name" >"$workdir/signal"; fi
   (
     trap '' TERM INT
     main
   ) &
   worker=$!
-  # Each trap that runs ends wait early; bash keeps the worker's status for the next wait.
+  # A signal ends wait early (the trap's, or one bash took just before the trap was ignored,
+  # which runs no trap at all), so the run is over only once it left its status or is gone.
   while :; do
-    seen=$signals status=0
+    status=0
     wait "$worker" || status=$?
-    if ((signals == seen)); then break; fi
+    if [[ -e "$workdir/status" ]] || ! kill -0 "$worker" 2>/dev/null; then break; fi
   done
   # The run is over: a signal now changes nothing, and must not write into what is removed.
   trap '' TERM INT
+  # The status the run left: when a signal ends a wait just as the run exits, bash 5.2 may lose
+  # the run's status and the next wait answers 255 (1 in about 60 runs under a TERM storm).
+  { read -r status <"$workdir/status"; } 2>/dev/null || true
   rm -rf -- "$workdir"
   exit "$status"
 }
