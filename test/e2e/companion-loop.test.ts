@@ -7,7 +7,7 @@
  * the loopback stub of backend-engines.test.ts. The agent's service and package are a fake
  * systemctl and dpkg-query on the companion's PATH (the real-host suite runs it on systemd).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
@@ -19,7 +19,7 @@ import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { AwsStub } from './aws-stub';
 import { FrontDoor, InstanceMetadata, instanceSession } from './front-door';
-import { renderCompanionScript } from '../helpers/companion';
+import { FakeCompanionHost } from '../helpers/companion';
 import { ACCOUNT, backendEnv, REGION } from '../backend/fixtures';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -53,44 +53,8 @@ let dir: string;
 let ddb: DynamoDBDocumentClient;
 let s3: S3Client;
 
-/** The host the companion runs on: its directories, its fake service manager, its program. */
-const host = {
-  get program() { return path.join(dir, 'companion'); },
-  get state() { return path.join(dir, 'companion-dir'); },
-  get spool() { return path.join(dir, 'spool'); },
-  get bin() { return path.join(dir, 'bin'); },
-  service(active: 'active' | 'inactive' | 'failed') {
-    fs.writeFileSync(path.join(dir, 'service-state'), active);
-  },
-};
-
-interface CompanionRun {
-  readonly status: number | null;
-  readonly stderr: string;
-  readonly result: { outcome: string; httpStatus: string; nextRunInSeconds: number; signer: string };
-}
-
-function runCompanion(...args: string[]): Promise<CompanionRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', [host.program, ...args], {
-      env: { PATH: `${host.bin}:/usr/bin:/bin`, LANG: 'C.UTF-8', FAKE_HOST: dir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-    child.on('error', reject);
-    child.on('close', (status) => {
-      const last = stdout.trim().split('\n').pop() ?? '';
-      try {
-        resolve({ status, stderr, result: JSON.parse(last) });
-      } catch {
-        reject(new Error(`the companion printed no result (status ${status}): ${stdout}\n${stderr}`));
-      }
-    });
-  });
-}
+let host: FakeCompanionHost;
+const runCompanion = (...args: string[]) => host.run(...args);
 
 const curlVersion = /^curl (\d+)\.(\d+)/.exec(spawnSync('curl', ['--version'], { encoding: 'utf8' }).stdout)!;
 const curlSigns = Number(curlVersion[1]) > 7 || (Number(curlVersion[1]) === 7 && Number(curlVersion[2]) >= 88);
@@ -145,23 +109,12 @@ beforeAll(async () => {
   await frontDoor.start();
   await imds.start();
 
-  // The host: systemd and dpkg as the companion asks them, answering from files the test sets.
-  fs.mkdirSync(host.bin);
-  fs.writeFileSync(path.join(host.bin, 'systemctl'), [
-    '#!/bin/bash',
-    '[[ "$1 ${*: -1}" == "show agentd" ]] || exit 1',
-    'state=$(<"$FAKE_HOST/service-state")',
-    'sub=running; [[ $state == active ]] || sub=dead',
-    'printf "LoadState=loaded\\nActiveState=%s\\nSubState=%s\\n" "$state" "$sub"',
-  ].join('\n'), { mode: 0o755 });
-  fs.writeFileSync(path.join(host.bin, 'dpkg-query'), '#!/bin/bash\n[[ "${*: -1}" == agentd ]] && printf "install ok installed 1:1.4.2-1"\n', { mode: 0o755 });
-  host.service('active');
-  fs.mkdirSync(host.spool);
-  fs.writeFileSync(host.program, renderCompanionScript({
-    url: frontDoor.url, region: REGION, intervalSeconds: 600, dir: host.state, spoolDir: host.spool, spoolMaxKb: 64,
-    service: 'agentd', packageName: 'agentd', format: 'DEB', imdsUrl: imds.url, s3Endpoint: `http://127.0.0.1:${(s3Recorder.address() as AddressInfo).port}`,
+  host = new FakeCompanionHost(dir);
+  host.install({
+    url: frontDoor.url, region: REGION, intervalSeconds: 600, spoolMaxKb: 64,
+    imdsUrl: imds.url, s3Endpoint: `http://127.0.0.1:${(s3Recorder.address() as AddressInfo).port}`,
     kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/0a1b2c3d-4e5f-4a1b-8c2d-0123456789ab`,
-  }), { mode: 0o755 });
+  });
 
   jest.spyOn(process.stdout, 'write').mockImplementation(() => true); // EMF lines
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
@@ -215,7 +168,8 @@ describe('the companion, the front door and the backend, end to end', () => {
     expect((fs.statSync(path.join(host.state, 'state')).mode & 0o777).toString(8)).toBe('700');
 
     // AND the next run is due within the interval, less its jitter
-    expect(run.result.nextRunInSeconds).toBeGreaterThan(540);
+    // (up to a tenth less: 540 itself one run in 61, as a CI run saw)
+    expect(run.result.nextRunInSeconds).toBeGreaterThanOrEqual(540);
     expect(run.result.nextRunInSeconds).toBeLessThanOrEqual(600);
     const report = await handlers.coverage();
     expect(report.counts).toMatchObject({ covered: 1, agentUnhealthy: 0, agentMissing: 0 });
