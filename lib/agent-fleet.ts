@@ -298,6 +298,8 @@ export class AgentFleet extends Construct {
       // The backend is built after the document: its URL is resolved at synth.
       companion: enableCompanion && enableBackend ? {
         heartbeatUrl: Lazy.string({ produce: () => this.backend?.heartbeatUrl }),
+        identityHeartbeatUrl: privateBackend && props.backend?.identityDocumentHeartbeats
+          ? Lazy.string({ produce: () => this.backend?.identityHeartbeatUrl }) : undefined,
         heartbeatInterval: props.backend?.heartbeatInterval ?? Duration.minutes(10),
         telemetryKey: telemetry?.encryptionKey,
       } : undefined,

@@ -3,7 +3,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 
 /**
  * The host companion an AgentInstallDocument installs with the agent (Linux): a systemd timer
- * that sends the backend's heartbeat, signed with the instance profile's credentials, writes
+ * that sends the backend's heartbeat, signed with the instance profile's credentials (or,
+ * without one, authenticated by the signed identity document when `identityHeartbeatUrl` is given), writes
  * the answer for the agent to read, and uploads the telemetry the agent spools.
  */
 export interface AgentCompanionProps {
@@ -11,6 +12,17 @@ export interface AgentCompanionProps {
    * The backend's heartbeat URL (`AgentBackend.heartbeatUrl`), baked into the document.
    */
   readonly heartbeatUrl: string;
+
+  /**
+   * The backend's identity-document heartbeat URL (`AgentBackend.identityHeartbeatUrl`, when
+   * its `identityDocumentHeartbeats` is on). An instance with no instance profile (Default Host
+   * Management) posts its heartbeat there, authenticated by its signed identity document and
+   * sent straight to the private API's endpoint, never through the fleet's proxy (the backend
+   * binds the request to the instance's own address).
+   *
+   * @default - an instance without an instance profile sends no heartbeat (outcome `no-credentials`)
+   */
+  readonly identityHeartbeatUrl?: string;
 
   /**
    * Time between heartbeats until the backend's first answer says otherwise

@@ -131,6 +131,7 @@ export class AgentInstallDocument extends Construct {
       },
       companion: props.companion && {
         heartbeatUrl: props.companion.heartbeatUrl,
+        identityHeartbeatUrl: props.companion.identityHeartbeatUrl,
         region: Stack.of(this).region,
         intervalSeconds: (props.companion.heartbeatInterval ?? Duration.minutes(10)).toSeconds(),
         telemetryKeyArn: props.companion.telemetryKey?.keyArn,
@@ -333,6 +334,10 @@ function validateProps(scope: Construct, props: AgentInstallDocumentProps): void
   if (companion) {
     if (!Token.isUnresolved(companion.heartbeatUrl)) {
       v.require(HTTPS_URL.test(companion.heartbeatUrl), 'companion.heartbeatUrl', companion.heartbeatUrl, 'the https:// URL of the backend\'s heartbeat method');
+    }
+    const identityUrl = companion.identityHeartbeatUrl;
+    if (identityUrl !== undefined && !Token.isUnresolved(identityUrl)) {
+      v.require(HTTPS_URL.test(identityUrl), 'companion.identityHeartbeatUrl', identityUrl, 'the https:// URL of the backend\'s identity-document heartbeat method');
     }
     const interval = companion.heartbeatInterval;
     if (interval !== undefined) {

@@ -35,6 +35,7 @@ export function companionBodyBase64(): string {
 /** What the install script needs to install the companion. */
 export interface CompanionInstallSettings {
   readonly heartbeatUrl: string;
+  readonly identityHeartbeatUrl?: string;
   readonly region: string;
   readonly intervalSeconds: number;
   readonly telemetryKeyArn?: string;
@@ -45,6 +46,7 @@ export interface CompanionInstallSettings {
 export function companionInstallSettings(companion: CompanionInstallSettings, quote: (value: string) => string): string[] {
   return [
     `COMPANION_URL=${quote(companion.heartbeatUrl ?? '')}`,
+    `COMPANION_IDENTITY_URL=${quote(companion.identityHeartbeatUrl ?? '')}`,
     `COMPANION_REGION=${quote(companion.region ?? '')}`,
     `COMPANION_INTERVAL=${quote(String(companion.intervalSeconds))}`,
     `COMPANION_KMS_KEY=${quote(companion.telemetryKeyArn ?? '')}`,
@@ -52,6 +54,6 @@ export function companionInstallSettings(companion: CompanionInstallSettings, qu
     `COMPANION_PROGRAM=${quote(companionBodyBase64())}`,
     `COMPANION_FUNCTIONS=${quote(COMPANION_SHARED_FUNCTIONS.join(' '))}`,
     '# shellcheck disable=SC2034 # read through ${!name} by companion_install',
-    'readonly COMPANION_URL COMPANION_REGION COMPANION_INTERVAL COMPANION_KMS_KEY COMPANION_SPOOL_MAX_KB COMPANION_PROGRAM COMPANION_FUNCTIONS',
+    'readonly COMPANION_URL COMPANION_IDENTITY_URL COMPANION_REGION COMPANION_INTERVAL COMPANION_KMS_KEY COMPANION_SPOOL_MAX_KB COMPANION_PROGRAM COMPANION_FUNCTIONS',
   ];
 }

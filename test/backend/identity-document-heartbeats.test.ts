@@ -125,6 +125,10 @@ describe('identity-document heartbeats through AgentFleet', () => {
     const policy = stack.resolve(Object.values(t.findResources('AWS::ApiGateway::RestApi'))[0]).Properties.Policy;
     const allow = policy.Statement.find((st: any) => st.Sid === 'AllowIdentityDocumentHeartbeatsThroughTheVpcEndpoints');
     expect(JSON.stringify(allow.Condition.StringEquals['aws:SourceVpce'])).toMatch(/ExecuteApi/);
+    // The companion of an instance without a role posts to that method.
+    const document = Object.values(t.findResources('AWS::SSM::Document'))[0].Properties.Content;
+    const lines = JSON.stringify(stack.resolve(document));
+    expect(lines).toMatch(/COMPANION_IDENTITY_URL='https:\/\/",\{"Ref":"FleetBackend[0-9A-F]+"\},"\.execute-api\.eu-west-1\.[^']*\/v1\/identity-heartbeat'/);
   });
 });
 

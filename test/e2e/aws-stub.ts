@@ -1,6 +1,6 @@
 /*
  * A loopback stand-in for the AWS APIs no local engine exists for: EC2 (query protocol,
- * XML answers), SSM and EventBridge (JSON 1.1). It answers the few calls the backend
+ * XML answers, in EC2's own shape so the SDK's real parsing is exercised), SSM and EventBridge (JSON 1.1). It answers the few calls the backend
  * handlers make from a fleet the test describes, and records every PutEvents entry.
  */
 import { createServer, IncomingMessage, Server } from 'node:http';
@@ -11,6 +11,21 @@ export interface StubInstance {
   readonly instanceId: string;
   readonly tags: Record<string, string>;
   readonly ssmOnline: boolean;
+  /** @default 'running' */
+  readonly state?: string;
+  /** What the identity-document path binds a request to (reported only when given). */
+  readonly privateIp?: string;
+  readonly vpcId?: string;
+  readonly instanceType?: string;
+  readonly imageId?: string;
+  /** Whether it has an instance profile. */
+  readonly instanceProfile?: boolean;
+}
+
+/** An interface VPC endpoint as DescribeVpcEndpoints reports it. */
+export interface StubEndpoint {
+  readonly vpcEndpointId: string;
+  readonly vpcId: string;
 }
 
 const xml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -29,6 +44,8 @@ function body(req: IncomingMessage): Promise<string> {
 export class AwsStub {
   /** The fleet EC2 and SSM describe; tests change it between steps. */
   public instances: StubInstance[] = [];
+  /** The VPC endpoints EC2 describes. */
+  public endpoints: StubEndpoint[] = [];
   /** Every entry put on a bus, in order. */
   public readonly putEvents: Array<Record<string, unknown>> = [];
   /** Every call, as `<service>:<operation>`. */
@@ -74,10 +91,18 @@ export class AwsStub {
       return `<DescribeTagsResponse ${ns}><requestId>stub</requestId><tagSet>${items.join('')}</tagSet></DescribeTagsResponse>`;
     }
     if (action === 'DescribeInstances') {
-      const items = this.instances.map((i) => `<item><instanceId>${i.instanceId}</instanceId><instanceState><code>16</code><name>running</name></instanceState>`
+      const field = (name: string, value: string | undefined) => (value === undefined ? '' : `<${name}>${xml(value)}</${name}>`);
+      const items = this.instances.map((i) => `<item><instanceId>${i.instanceId}</instanceId>${field('imageId', i.imageId)}`
+        + `<instanceState><code>16</code><name>${i.state ?? 'running'}</name></instanceState>${field('instanceType', i.instanceType)}`
+        + `${field('privateIpAddress', i.privateIp)}${field('vpcId', i.vpcId)}`
+        + (i.instanceProfile ? '<iamInstanceProfile><arn>arn:aws:iam::123456789012:instance-profile/fleet</arn><id>AIPAEXAMPLE</id></iamInstanceProfile>' : '')
         + `<tagSet>${tagSet(i.tags)}</tagSet><metadataOptions><httpTokens>required</httpTokens><httpEndpoint>enabled</httpEndpoint></metadataOptions></item>`);
       return `<DescribeInstancesResponse ${ns}><requestId>stub</requestId><reservationSet><item><reservationId>r-0123456789abcdef0</reservationId>`
         + `<instancesSet>${items.join('')}</instancesSet></item></reservationSet></DescribeInstancesResponse>`;
+    }
+    if (action === 'DescribeVpcEndpoints') {
+      const items = this.endpoints.map((e) => `<item><vpcEndpointId>${e.vpcEndpointId}</vpcEndpointId><vpcEndpointType>Interface</vpcEndpointType><vpcId>${e.vpcId}</vpcId></item>`);
+      return `<DescribeVpcEndpointsResponse ${ns}><requestId>stub</requestId><vpcEndpointSet>${items.join('')}</vpcEndpointSet></DescribeVpcEndpointsResponse>`;
     }
     throw new Error(`EC2 ${action} is not stubbed`);
   }

@@ -6,7 +6,9 @@
  *    with an independent implementation (@smithy/signature-v4) against the sessions it knows
  *    (those the metadata service served), turns the request into the REST API proxy event API
  *    Gateway builds for an IAM-authorized caller (identity from the signing session), and
- *    invokes the handler it was given.
+ *    invokes the handler it was given. On a private API it also takes the identity-document
+ *    path (no authorization: the handler binds the request to the instance), with the TCP
+ *    peer as the source address and the endpoint it was given as the VPC endpoint.
  */
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -59,6 +61,10 @@ async function close(server: http.Server): Promise<void> {
 export class InstanceMetadata {
   /** Whether IMDSv1 (no token) is still allowed (HttpTokens=optional). */
   public allowV1 = false;
+  /** Whether the instance has an instance profile (false: Default Host Management). */
+  public role = true;
+  /** The identity document's signature (base64, as IMDS serves it), if any. */
+  public signature?: string;
   /** Every request: path, and whether it came with a valid token. */
   public readonly requests: Array<{ method: string; path: string; withToken: boolean }> = [];
   private readonly tokens = new Set<string>();
@@ -75,6 +81,11 @@ export class InstanceMetadata {
 
   public stop(): Promise<void> {
     return close(this.server);
+  }
+
+  /** The identity document as IMDS serves it: pretty-printed. */
+  public get document(): string {
+    return JSON.stringify(this.identity, null, 2);
   }
 
   private answer(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -96,10 +107,10 @@ export class InstanceMetadata {
     const s = this.session;
     switch (url) {
       case '/latest/meta-data/instance-id': return send(200, s.instanceId);
-      // Pretty-printed, as IMDS returns it.
-      case '/latest/dynamic/instance-identity/document': return send(200, JSON.stringify(this.identity, null, 2));
-      case role: return send(200, s.roleName);
-      case role + s.roleName: return send(200, JSON.stringify({
+      case '/latest/dynamic/instance-identity/document': return send(200, this.document);
+      case '/latest/dynamic/instance-identity/signature': return this.signature ? send(200, this.signature) : send(404);
+      case role: return this.role ? send(200, s.roleName) : send(404);
+      case role + s.roleName: return !this.role ? send(404) : send(200, JSON.stringify({
         Code: 'Success', LastUpdated: new Date().toISOString(), Type: 'AWS-HMAC',
         AccessKeyId: s.accessKeyId, SecretAccessKey: s.secretAccessKey, Token: s.sessionToken,
         Expiration: new Date(Date.now() + 3600_000).toISOString(),
@@ -121,6 +132,14 @@ export interface FrontDoorRequest {
 
 type Handler = (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>;
 
+/** The identity-document method of a private API: its handler and the endpoint requests come through. */
+export interface IdentityPath {
+  readonly handler: Handler;
+  /** The API's account. */
+  readonly accountId: string;
+  readonly vpceId: string;
+}
+
 /** API Gateway (REST API, stage `prod`, POST /v1/heartbeat with AWS_IAM authorization). */
 export class FrontDoor {
   public readonly requests: FrontDoorRequest[] = [];
@@ -130,7 +149,7 @@ export class FrontDoor {
   private readonly server: http.Server;
   public port = 0;
 
-  constructor(private readonly region: string, private readonly handler: Handler) {
+  constructor(private readonly region: string, private readonly handler: Handler, private readonly identityPath?: IdentityPath) {
     this.server = http.createServer((req, res) => {
       void readBody(req).then((body) => this.answer(req, body)).then(({ status, headers, body }) => {
         res.writeHead(status, headers);
@@ -141,6 +160,10 @@ export class FrontDoor {
 
   public get url(): string {
     return `http://127.0.0.1:${this.port}/prod/v1/heartbeat`;
+  }
+
+  public get identityUrl(): string {
+    return `http://127.0.0.1:${this.port}/prod/v1/identity-heartbeat`;
   }
 
   /** A session IAM knows (the instance profile's, as the metadata service serves it). */
@@ -162,6 +185,13 @@ export class FrontDoor {
       return { status, headers: { 'content-type': 'application/json', 'x-amzn-errortype': verdict }, body: JSON.stringify({ message }) };
     };
     const [rawPath, rawQuery = ''] = (req.url ?? '/').split('?');
+    if (this.identityPath && req.method === 'POST' && rawPath === '/prod/v1/identity-heartbeat') {
+      const result = await this.identityPath.handler(this.event(req, rawPath, body, this.identityPath.accountId, {
+        sourceIp: req.socket.remoteAddress ?? '', vpceId: this.identityPath.vpceId, userAgent: String(req.headers['user-agent'] ?? ''),
+      }));
+      this.requests.push({ accessKeyId: '', signedHeaders: '', verdict: 'ok', status: result.statusCode, body: body.toString('utf8') });
+      return { status: result.statusCode, headers: Object.fromEntries(Object.entries(result.headers ?? {}).map(([k, v]) => [k, String(v)])), body: result.body };
+    }
     if (req.method !== 'POST' || rawPath !== '/prod/v1/heartbeat') return refuse(403, 'MissingAuthenticationTokenException', 'Missing Authentication Token');
     const authorization = String(req.headers.authorization ?? '');
     const match = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$/.exec(authorization);
@@ -203,13 +233,13 @@ export class FrontDoor {
         body: JSON.stringify({ message: refusal.status === 429 ? 'Too Many Requests' : 'Service Unavailable' }),
       };
     }
-    const result = await this.handler(this.event(req, rawPath, body, session));
+    const result = await this.handler(this.event(req, rawPath, body, session.accountId, callerIdentity(session, req)));
     this.requests.push({ accessKeyId, signedHeaders, verdict: 'ok', status: result.statusCode, body: body.toString('utf8') });
     return { status: result.statusCode, headers: Object.fromEntries(Object.entries(result.headers ?? {}).map(([k, v]) => [k, String(v)])), body: result.body };
   }
 
-  /** The proxy event API Gateway builds for an IAM-authorized caller. */
-  private event(req: http.IncomingMessage, rawPath: string, body: Buffer, session: InstanceSession): APIGatewayProxyEvent {
+  /** The proxy event API Gateway builds, with the caller's identity it established. */
+  private event(req: http.IncomingMessage, rawPath: string, body: Buffer, apiAccount: string, identity: Record<string, string | null>): APIGatewayProxyEvent {
     const headers: Record<string, string> = {};
     const multiValueHeaders: Record<string, string[]> = {};
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -217,7 +247,6 @@ export class FrontDoor {
       headers[name] = value;
       (multiValueHeaders[name] ??= []).push(value);
     }
-    const user = `${session.roleId}:${session.instanceId}`;
     const requestId = crypto.randomUUID();
     const resourcePath = rawPath.replace(/^\/prod/, '');
     return {
@@ -233,7 +262,7 @@ export class FrontDoor {
       body: body.toString('utf8'),
       isBase64Encoded: false,
       requestContext: {
-        accountId: session.accountId,
+        accountId: apiAccount,
         apiId: 'frontdoor1',
         httpMethod: 'POST',
         path: rawPath,
@@ -249,23 +278,26 @@ export class FrontDoor {
         domainPrefix: '127',
         authorizer: null,
         identity: {
-          accessKey: session.accessKeyId,
-          accountId: session.accountId,
-          apiKey: null,
-          apiKeyId: null,
-          caller: user,
-          clientCert: null,
-          cognitoAuthenticationProvider: null,
-          cognitoAuthenticationType: null,
-          cognitoIdentityId: null,
-          cognitoIdentityPoolId: null,
-          principalOrgId: null,
-          sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
-          user,
-          userAgent: String(req.headers['user-agent'] ?? ''),
-          userArn: `arn:aws:sts::${session.accountId}:assumed-role/${session.roleName}/${session.instanceId}`,
+          accessKey: null, accountId: null, apiKey: null, apiKeyId: null, caller: null, clientCert: null,
+          cognitoAuthenticationProvider: null, cognitoAuthenticationType: null, cognitoIdentityId: null, cognitoIdentityPoolId: null,
+          principalOrgId: null, sourceIp: '', user: null, userAgent: '', userArn: null,
+          ...identity,
         },
       },
     } as unknown as APIGatewayProxyEvent;
   }
+}
+
+/** The identity API Gateway puts in the event for a caller IAM authorized with this session. */
+function callerIdentity(session: InstanceSession, req: http.IncomingMessage): Record<string, string | null> {
+  const user = `${session.roleId}:${session.instanceId}`;
+  return {
+    accessKey: session.accessKeyId,
+    accountId: session.accountId,
+    caller: user,
+    sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+    user,
+    userAgent: String(req.headers['user-agent'] ?? ''),
+    userArn: `arn:aws:sts::${session.accountId}:assumed-role/${session.roleName}/${session.instanceId}`,
+  };
 }

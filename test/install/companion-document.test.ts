@@ -40,7 +40,7 @@ describe('the companion in the install document', () => {
     new AgentInstallDocument(stack, 'D', { packages: LINUX, companion: { heartbeatUrl: URL, heartbeatInterval: Duration.minutes(5), spoolLimit: Size.mebibytes(16) } });
     const content = documentContent(stack);
     const lines: string[] = content.mainSteps[0].inputs.runCommand;
-    expect(lines).toEqual(expect.arrayContaining([`COMPANION_URL='${URL}'`, "COMPANION_REGION='eu-west-1'", "COMPANION_INTERVAL='300'", "COMPANION_SPOOL_MAX_KB='16384'"]));
+    expect(lines).toEqual(expect.arrayContaining([`COMPANION_URL='${URL}'`, "COMPANION_IDENTITY_URL=''", "COMPANION_REGION='eu-west-1'", "COMPANION_INTERVAL='300'", "COMPANION_SPOOL_MAX_KB='16384'"]));
     expect(lines.some((l) => l.startsWith('companion_install() {'))).toBe(true);
     expect(JSON.stringify(content).length).toBeLessThan(60 * 1024);
   });
@@ -71,6 +71,7 @@ describe('the companion in the install document', () => {
   test.each([
     [{ heartbeatUrl: 'http://abc.execute-api.eu-west-1.amazonaws.com/live/v1/heartbeat' }, /companion.heartbeatUrl/],
     [{ heartbeatUrl: URL, heartbeatInterval: Duration.seconds(30) }, /companion.heartbeatInterval.*1 minute to 1 day/],
+    [{ heartbeatUrl: URL, identityHeartbeatUrl: 'abc.execute-api.eu-west-1.amazonaws.com/live/v1/identity-heartbeat' }, /companion.identityHeartbeatUrl.*identity-document heartbeat method/],
     [{ heartbeatUrl: URL, spoolLimit: Size.kibibytes(10) }, /companion.spoolLimit.*1 MiB to 4 GiB/],
   ])('bad settings are refused at synth (%#)', (companion, message) => {
     const stack = new Stack(new App(), 'S', { env: ENV });
@@ -103,6 +104,8 @@ describe('AgentFleet.enableCompanion', () => {
     expect(text).toContain("COMPANION_INTERVAL='900'");
     expect(text).toMatch(/COMPANION_URL='https:\/\/",\{"Ref":"FleetBackend[0-9A-F]+"\},".execute-api.eu-west-1./);
     expect(text).toMatch(/COMPANION_KMS_KEY='",\{"Fn::GetAtt":\["FleetTelemetryKey[0-9A-F]+","Arn"\]\}/);
+    // A regional backend has no identity-document path.
+    expect(text).toContain("COMPANION_IDENTITY_URL=''");
   });
 
   test('off without a backend, and off when switched off', () => {

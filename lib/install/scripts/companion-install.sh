@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2154 # settings and globals of install-agent.sh
 # Installs, updates and removes the host companion with the agent (cdk-agent-fleet). Functions
 # only: renderLinuxScript inlines this file. Settings (rendered at synth, see companion-script.ts):
-#   COMPANION_URL (empty: the companion is switched off), COMPANION_REGION, COMPANION_INTERVAL,
+#   COMPANION_URL (empty: the companion is switched off), COMPANION_IDENTITY_URL (empty: no
+#   identity-document heartbeats), COMPANION_REGION, COMPANION_INTERVAL,
 #   COMPANION_KMS_KEY, COMPANION_SPOOL_MAX_KB, COMPANION_PROGRAM (gzip + base64 of its body),
 #   COMPANION_FUNCTIONS (the SigV4 functions of this script it uses, appended with declare -f).
 # The program is written with the agent's service and package this run resolved, and the
@@ -33,13 +34,13 @@ companion_install() {
   install -d -m 700 -- "$COMPANION_SPOOL_DIR"
   {
     printf '#!/usr/bin/env bash\n'
-    for name in URL REGION INTERVAL KMS_KEY SPOOL_MAX_KB; do
+    for name in URL IDENTITY_URL REGION INTERVAL KMS_KEY SPOOL_MAX_KB; do
       name="COMPANION_$name"
       printf '%s=%q\n' "$name" "${!name}"
     done
     printf 'COMPANION_%s=%q\n' DIR "$COMPANION_HOME" SPOOL "$COMPANION_SPOOL_DIR" SERVICE "$service_name" \
       PACKAGE "$package_name" FORMAT "$format" PROXY "$AGENT_PROXY_URL" IMDS "$IMDS" S3_ENDPOINT ''
-    printf 'readonly COMPANION_URL COMPANION_REGION COMPANION_INTERVAL COMPANION_KMS_KEY COMPANION_SPOOL_MAX_KB COMPANION_DIR COMPANION_SPOOL COMPANION_SERVICE COMPANION_PACKAGE COMPANION_FORMAT COMPANION_PROXY COMPANION_IMDS COMPANION_S3_ENDPOINT\n'
+    printf 'readonly COMPANION_URL COMPANION_IDENTITY_URL COMPANION_REGION COMPANION_INTERVAL COMPANION_KMS_KEY COMPANION_SPOOL_MAX_KB COMPANION_DIR COMPANION_SPOOL COMPANION_SERVICE COMPANION_PACKAGE COMPANION_FORMAT COMPANION_PROXY COMPANION_IMDS COMPANION_S3_ENDPOINT\n'
     printf '%s' "$COMPANION_PROGRAM" | base64 -d | gzip -dc
     printf "aws_key_id='' aws_secret='' aws_token='' aws_credentials_source=''\n"
     # shellcheck disable=SC2086 # a list of function names

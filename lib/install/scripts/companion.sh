@@ -5,6 +5,8 @@
 #
 # The renderer puts a header of settings right after the first line (companion.ts):
 #   COMPANION_URL  the backend's https://.../v1/heartbeat (baked in at synth);
+#   COMPANION_IDENTITY_URL  its https://.../v1/identity-heartbeat, for an instance with no
+#       instance profile (empty: such an instance sends no heartbeat);
 #   COMPANION_REGION  the backend's Region (the execute-api signing Region);
 #   COMPANION_INTERVAL  seconds between heartbeats until the backend says otherwise;
 #   COMPANION_DIR  the answer (answer.json, 0644, for the agent) and state/ (0700);
@@ -198,8 +200,88 @@ curl_signs() {
   ((BASH_REMATCH[1] > 7 || (BASH_REMATCH[1] == 7 && BASH_REMATCH[2] >= 88)))
 }
 
+# The answer to a heartbeat (in $workdir/answer, the status in http_status): keep it and
+# schedule the next one, back off, or log the refusal.
+take_answer() {
+  local interval message=''
+  case "$http_status" in
+    200)
+      interval=''
+      if [[ "$(<"$workdir/answer")" =~ \"nextHeartbeatSeconds\"[[:space:]]*:[[:space:]]*([0-9]{1,6})[,}] ]]; then interval=${BASH_REMATCH[1]}; fi
+      if [[ -z "$interval" ]] || ((interval < 60)); then interval=$COMPANION_INTERVAL; fi
+      printf '%s' "$interval" >"$state/interval"
+      write_atomically "$COMPANION_DIR/answer.json" 644 "$workdir/answer"
+      rm -f -- "$state/failures"
+      outcome='sent'
+      schedule "$interval"
+      ;;
+    429 | 5?? | 000)
+      outcome='backing-off'
+      schedule_backoff "$(response_header retry-after)"
+      log "the backend answered $http_status; next try in ${delay}s"
+      ;;
+    *)
+      if [[ -f "$workdir/answer" && "$(<"$workdir/answer")" =~ \"message\"[[:space:]]*:[[:space:]]*\"([^\"]{0,300}) ]]; then message=": ${BASH_REMATCH[1]}"; fi
+      log "the backend refused the heartbeat with $http_status$message ($1)"
+      outcome='refused'
+      schedule "$(state_number interval "$COMPANION_INTERVAL")"
+      ;;
+  esac
+}
+
+# post <url> <curl option>...: posts $workdir/body.json; sets http_status.
+post() {
+  local url=$1 status
+  shift
+  status=$(curl -sS --max-redirs 0 --connect-timeout 10 --max-time 60 "$@" \
+    -H 'content-type: application/json' --data-binary @"$workdir/body.json" \
+    -D "$workdir/response-headers" -o "$workdir/answer" -w '%{http_code}' "$url") || status=${status:-000}
+  http_status=$status
+}
+
+# json_quote <text>: the text as a JSON string (the document and its signature hold no other
+# control characters than newlines; 1 for any other).
+json_quote() {
+  local LC_ALL=C text=$1
+  if [[ "${text//[$'\n\r\t']/}" == *[[:cntrl:]]* ]]; then return 1; fi
+  text=${text//\\/\\\\}
+  text=${text//\"/\\\"}
+  text=${text//$'\n'/\\n}
+  text=${text//$'\r'/\\r}
+  text=${text//$'\t'/\\t}
+  printf '"%s"' "$text"
+}
+
+# No role to sign with: the heartbeat carries the identity document and its signature, byte
+# for byte as IMDS served them, to the identity path (README: "Instances without a role").
+# It goes straight to the private API's endpoint, over IPv4: the backend binds it to the
+# instance's own IPv4 address, and through a proxy it would come from the proxy's.
+identity_heartbeat() {
+  local document='' signature='' quoted_document quoted_signature body
+  signer='identity-document'
+  if [[ "$(aws_imds_get /latest/dynamic/instance-identity/signature "$workdir/signature")" != '200' ]]; then
+    log "could not read the identity document's signature from the instance metadata service"
+    outcome='imds-unavailable'
+    schedule_backoff
+    return 1
+  fi
+  # read -d '' keeps every byte, trailing newlines too: the signature covers them.
+  IFS= read -r -d '' document <"$workdir/identity" || true
+  IFS= read -r -d '' signature <"$workdir/signature" || true
+  if ! quoted_document=$(json_quote "$document") || ! quoted_signature=$(json_quote "$signature"); then
+    log "the identity document or its signature holds control characters; not sent"
+    outcome='imds-unavailable'
+    schedule_backoff
+    return 1
+  fi
+  body=$(<"$workdir/body.json")
+  printf '%s,"signedIdentityDocument":{"document":%s,"signature":%s}}' "${body%\}}" "$quoted_document" "$quoted_signature" >"$workdir/body.json"
+  post "$COMPANION_IDENTITY_URL" --noproxy '*' -4
+  take_answer 'authenticated by the signed identity document'
+}
+
 heartbeat() {
-  local host path status interval message='' signing=()
+  local host path signing=()
   host=${COMPANION_URL#*://}
   host=${host%%/*}
   path=/${COMPANION_URL#*://*/}
@@ -212,8 +294,12 @@ heartbeat() {
   read_agent
   write_body "$workdir/body.json"
   if ! aws_instance_profile_credentials; then
+    if [[ -n "$COMPANION_IDENTITY_URL" ]]; then
+      identity_heartbeat
+      return
+    fi
     # Default Host Management shares its credentials with the SSM Agent's own runs only.
-    log "no instance profile credentials: the companion cannot sign a heartbeat. Give the instance an instance profile with the fleet's instance role."
+    log "no instance profile credentials: the companion cannot sign a heartbeat. Give the instance an instance profile with the fleet's instance role, or turn on the backend's identityDocumentHeartbeats."
     outcome='no-credentials'
     schedule "$(state_number interval "$COMPANION_INTERVAL")"
     return 1
@@ -232,35 +318,10 @@ heartbeat() {
     signing=(-H @"$workdir/request-headers")
   fi
   aws_forget_credentials
-  status=$(curl -sS --max-redirs 0 --connect-timeout 10 --max-time 60 "${signing[@]}" \
-    -H 'content-type: application/json' --data-binary @"$workdir/body.json" \
-    -D "$workdir/response-headers" -o "$workdir/answer" -w '%{http_code}' "$COMPANION_URL") || status=${status:-000}
+  post "$COMPANION_URL" "${signing[@]}"
   rm -f -- "$workdir/request-headers" "$workdir/curl-sigv4"
-  http_status=$status
-  case "$status" in
-    200)
-      interval=''
-      if [[ "$(<"$workdir/answer")" =~ \"nextHeartbeatSeconds\"[[:space:]]*:[[:space:]]*([0-9]{1,6})[,}] ]]; then interval=${BASH_REMATCH[1]}; fi
-      if [[ -z "$interval" ]] || ((interval < 60)); then interval=$COMPANION_INTERVAL; fi
-      printf '%s' "$interval" >"$state/interval"
-      write_atomically "$COMPANION_DIR/answer.json" 644 "$workdir/answer"
-      rm -f -- "$state/failures"
-      outcome='sent'
-      schedule "$interval"
-      ;;
-    429 | 5?? | 000)
-      outcome='backing-off'
-      schedule_backoff "$(response_header retry-after)"
-      log "the backend answered $status; next try in ${delay}s"
-      ;;
-    *)
-      if [[ -f "$workdir/answer" && "$(<"$workdir/answer")" =~ \"message\"[[:space:]]*:[[:space:]]*\"([^\"]{0,300}) ]]; then message=": ${BASH_REMATCH[1]}"; fi
-      # shellcheck disable=SC2154 # set by aws-request.sh
-      log "the backend refused the heartbeat with $status$message (signed with $aws_credentials_source)"
-      outcome='refused'
-      schedule "$(state_number interval "$COMPANION_INTERVAL")"
-      ;;
-  esac
+  # shellcheck disable=SC2154 # set by aws-request.sh
+  take_answer "signed with $aws_credentials_source"
 }
 
 main() {
