@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2154,SC2034 # globals of install-agent.sh and of its settings header; download_pid and activation_exit_code are read there
+# shellcheck shell=bash disable=SC2154,SC2034 # globals of install-agent.sh and of its settings header; stop_pid and activation_exit_code are read there
 # Activates the agent after a successful Install (cdk-agent-fleet). Functions only: the renderer
 # inlines this file after aws-request.sh and json-string.sh; install-agent.sh ends every
 # successful Install with finish_installed, and calls activation_before_start before it starts

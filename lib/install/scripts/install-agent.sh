@@ -33,7 +33,7 @@ service_name=''
 package_version=''
 state_dir=''
 workdir=''
-download_pid=''
+stop_pid=''
 fetched=''
 # Set when a newer version than the signed package is installed: never downgraded.
 keep_installed=''
@@ -67,7 +67,7 @@ finish() {
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   local status=$?
-  if [[ -n "$download_pid" ]]; then kill "$download_pid" 2>/dev/null || true; fi
+  if [[ -n "$stop_pid" ]]; then kill "$stop_pid" 2>/dev/null || true; fi
   { printf '%s\n' "$status" >"$workdir/status.new" && mv -f -- "$workdir/status.new" "$workdir/status"; } 2>/dev/null || true
 }
 
@@ -84,7 +84,7 @@ signalled() {
 # stoppable <pid>: the one background command (a download, an activation tool) the supervisor
 # stops at once on TERM or INT; stoppable '' when it has ended.
 stoppable() {
-  download_pid=$1
+  stop_pid=$1
   # Replaced in one step: the supervisor never reads it half written.
   printf '%s\n' "$1" >"$workdir/stop.new"
   mv -f -- "$workdir/stop.new" "$workdir/stop"
@@ -420,7 +420,7 @@ fetch_package() {
   if [[ -n "$fetched" ]]; then return 0; fi
   (trap - ERR TERM INT && download "$file") &
   stoppable $!
-  wait "$download_pid" || status=$?
+  wait "$stop_pid" || status=$?
   stoppable ''
   check_interrupt
   if ((status != 0)); then
