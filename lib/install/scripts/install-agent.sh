@@ -705,6 +705,8 @@ supervise() {
     status=0
     wait "$worker" || status=$?
     if [[ -e "$workdir/status" ]] || ! kill -0 "$worker" 2>/dev/null; then break; fi
+    # Only after a signal, or if bash lost track of the run: never spin.
+    sleep 0.1
   done
   # The run is over: a signal now changes nothing, and must not write into what is removed.
   trap '' TERM INT
