@@ -221,7 +221,8 @@ describe('S3 packages without the AWS CLI: a SigV4-signed GET from the script', 
 
   test('the process scan finds a secret in argv or environment (control)', async () => {
     const needle = crypto.randomBytes(12).toString('hex');
-    const child = spawn('/bin/bash', ['-c', 'sleep 30; exit 0', needle], { env: { PATH: '/usr/bin:/bin', LEAK: needle } });
+    // Its own process group, no pipes: killing bash alone would leave sleep holding the worker's pipes for 30 s.
+    const child = spawn('/bin/bash', ['-c', 'sleep 30; exit 0', needle], { env: { PATH: '/usr/bin:/bin', LEAK: needle }, detached: true, stdio: 'ignore' });
     try {
       await new Promise((resolve) => child.on('spawn', resolve));
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -229,7 +230,9 @@ describe('S3 packages without the AWS CLI: a SigV4-signed GET from the script', 
       expect(seen).toBeGreaterThanOrEqual(1);
       expect(leaks).toEqual([`${child.pid} /bin/bash: argv`, `${child.pid} /bin/bash: environment`, expect.stringMatching(/ sleep: environment$/)]);
     } finally {
-      child.kill();
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      process.kill(-child.pid!, 'SIGKILL');
+      await exited;
     }
   });
 
