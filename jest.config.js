@@ -16,4 +16,8 @@ module.exports = {
   // core idle, which on a 2-core machine halves the speed.
   maxWorkers: '100%',
   setupFiles: ['<rootDir>/test/setup-env.ts'],
+  // Each synth writes its assembly to a temporary dir that aws-cdk-lib removes at process exit;
+  // a worker that had synthesized hundreds took longer to exit than jest waits, was killed, and
+  // left gigabytes in the temp dir. aws-cdk-lib's helper removes them after each test file.
+  setupFilesAfterEnv: ['aws-cdk-lib/testhelpers/jest-autoclean'],
 };
